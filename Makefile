@@ -1,0 +1,31 @@
+# segsync: the Makefile is the contract. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create the project's virtualenv with pinned dependencies
+
+run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local capture endpoint)
+	$(BIN)/segsync demo
+
+test: $(STAMP) ## Run the whole test suite (unit, integration, e2e)
+	$(BIN)/pytest
+
+lint: $(STAMP) ## Lint and format-check the code (fails on findings)
+	$(BIN)/ruff check shared functions tests
+	$(BIN)/ruff format --check shared functions tests
+
+.PHONY: help venv run test lint

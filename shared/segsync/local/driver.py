@@ -1,0 +1,165 @@
+"""Plays Lambda's part locally: invokes the real handlers and feeds SQS to the sender as Lambda would."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from segsync.errors import ConfigError
+from segsync.local import CHECKOUT
+
+FUNCTIONS_DIR = CHECKOUT / "functions"
+SENDER_TIMEOUT_S = 120
+PLANNER_TIMEOUT_S = 900
+
+
+def load_handler(function: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import ``functions/<function>/app.py`` by path: the very file Lambda runs."""
+    path = FUNCTIONS_DIR / function / "app.py"
+    if not path.is_file():
+        raise ConfigError(f"local mode runs from a segsync checkout: {path} not found")
+    spec = importlib.util.spec_from_file_location(f"segsync_function_{function}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load {path}")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object that Powertools and segsync read."""
+
+    function_name: str
+    timeout_s: float
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
+
+
+@dataclass
+class DrainStats:
+    """What draining the queue took: invocations, records handed over, records reported failed."""
+
+    invocations: int = 0
+    records: int = 0
+    failed_records: int = 0
+    seconds: float = 0.0
+
+
+class LocalDriver:
+    """Polls the chunk queue and invokes the sender with SQS-shaped events, like the event source mapping.
+
+    Records the sender reports failed are made visible again after ``retry_delay_s`` (Lambda would
+    wait out the visibility timeout); after the queue's maxReceiveCount they land in the DLQ.
+    """
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        planner: Callable[[dict[str, Any], Any], Any],
+        sender: Callable[[dict[str, Any], Any], Any],
+        *,
+        batch_size: int = 5,
+        retry_delay_s: int = 1,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self._planner = planner
+        self._sender = sender
+        self._batch_size = batch_size
+        self._retry_delay_s = retry_delay_s
+
+    def plan(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Invoke the planner handler once with ``event``."""
+        return self._planner(event, LambdaContext("segsync-planner", PLANNER_TIMEOUT_S))
+
+    def drain(self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0) -> DrainStats:
+        """Hand every chunk to the sender until the queue is empty (retries included)."""
+        stats = DrainStats()
+        started = time.monotonic()
+        idle_since = None
+        while True:
+            messages = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=self._batch_size,
+                MessageSystemAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            if not messages:
+                if self._queue_empty():
+                    break
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > idle_timeout_s:
+                    break
+                time.sleep(0.2)
+                continue
+            idle_since = None
+            failed = self._invoke_sender(messages)
+            stats.invocations += 1
+            stats.records += len(messages)
+            stats.failed_records += len(failed)
+            for message in messages:
+                if message["MessageId"] in failed:
+                    self._sqs.change_message_visibility(
+                        QueueUrl=self._queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self._retry_delay_s,
+                    )
+                else:
+                    self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if progress is not None:
+                progress(len(messages) - len(failed))
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def _invoke_sender(self, messages: list[dict[str, Any]]) -> set[str]:
+        event = {"Records": [self._record(m) for m in messages]}
+        response = self._sender(event, LambdaContext("segsync-sender", SENDER_TIMEOUT_S)) or {}
+        return {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._queue_arn,
+            "awsRegion": "us-east-1",
+        }
+
+    def _queue_empty(self) -> bool:
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self._queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0

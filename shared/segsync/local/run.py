@@ -1,0 +1,123 @@
+"""One local run: project → moto tables → planner handler → SQS → sender handler → summary."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from segsync.config import Project
+from segsync.local.driver import LocalDriver, load_handler
+from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
+from segsync.store import RunStore, SyncStore
+
+TOP_REASONS = 5
+QUOTED = re.compile(r"'[^']*'")
+NUMBERS = re.compile(r"\d[\d,]*")
+
+
+@dataclass
+class SyncSummary:
+    """One sync's run as the CLI shows it (and prints with ``--json``)."""
+
+    sync: str
+    run_id: str
+    status: str
+    rows_read: int
+    sent: int
+    batches: int
+    rejected: int
+    seconds: float
+    error: str | None = None
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class LocalReport:
+    """A whole local run: per-sync summaries plus what is left over in the DLQ."""
+
+    runs: list[SyncSummary]
+    seconds: float
+    dead_letter_messages: int
+    sender_invocations: int
+
+    @property
+    def ok(self) -> bool:
+        return self.dead_letter_messages == 0 and all(r.status == "delivered" for r in self.runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, **asdict(self)}
+
+
+class ProgressBar:
+    """Chunks delivered out of planned, on stderr, only when someone is watching a terminal."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self._total = max(total, 1)
+        self._done = 0
+        self._stream = stream
+        self._enabled = stream.isatty() and total > 1
+
+    def advance(self, chunks: int) -> None:
+        self._done += chunks
+        if self._enabled:
+            filled = int(30 * min(self._done, self._total) / self._total)
+            self._stream.write(f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done}/{self._total} chunks")
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._enabled:
+            self._stream.write("\n")
+
+
+def run_local(project: Project, sync_names: list[str] | None = None, *, trigger: str = "local") -> LocalReport:
+    """Run the named syncs (default: every enabled one) through the real handlers on a local stack."""
+    names = sync_names or [s.name for s in project.syncs if s.enabled]
+    for name in names:
+        project.sync(name)
+    started = time.monotonic()
+    with local_stack() as stack:
+        SyncStore(stack.table(SYNCS_TABLE)).push(project)
+        sqs = stack.client("sqs")
+        driver = LocalDriver(sqs, stack.queue_url, load_handler("planner"), load_handler("sender"))
+        planned = driver.plan({"syncs": names, "trigger": trigger})["runs"]
+        bar = ProgressBar(sum(run["chunks"] for run in planned))
+        stats = driver.drain(progress=bar.advance)
+        bar.close()
+        runs = RunStore(stack.table(RUNS_TABLE))
+        summaries = [_summary(runs, run["sync"], run["run_id"]) for run in planned]
+        dlq = sqs.get_queue_attributes(
+            QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+    return LocalReport(
+        runs=summaries,
+        seconds=round(time.monotonic() - started, 3),
+        dead_letter_messages=int(dlq),
+        sender_invocations=stats.invocations,
+    )
+
+
+def _summary(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
+    item = runs.run(sync, run_id)
+    reasons = Counter(f"{r['field']}: {_reason_kind(r['reason'])}" for r in runs.rejections(run_id))
+    finished = item.get("finished_at") or time.time()
+    return SyncSummary(
+        sync=sync,
+        run_id=run_id,
+        status=item.get("status", "unknown"),
+        rows_read=item.get("rows_read", 0),
+        sent=item.get("sent", 0),
+        batches=item.get("batches", 0),
+        rejected=item.get("rejected_planner", 0) + item.get("rejected_sender", 0),
+        seconds=round(finished - item["started_at"], 3),
+        error=item.get("error"),
+        rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
+    )
+
+
+def _reason_kind(reason: str) -> str:
+    """Group rejection reasons by their wording, not by the numbers and values quoted in them."""
+    return NUMBERS.sub("N", QUOTED.sub("…", reason))

@@ -1,0 +1,152 @@
+"""Sending a chunk: map rows, validate, pack batches, post to Segment, count the chunk once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from segsync.chunks import Chunk, decode
+from segsync.config import SegmentConnection, parse_sync
+from segsync.mapping import Mapped, Mapper
+from segsync.observability import logger
+from segsync.secrets import resolve
+from segsync.segment import BatchRejected, SegmentClient, pack
+from segsync.store import ChunkTally, Rejection, RunStore
+
+MIN_EVENTS_PER_SECOND = 1.0
+
+
+class RateLimiter:
+    """Paces events to a per-sender share of the destination's events/s; a 429 halves the pace."""
+
+    def __init__(self, events_per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = events_per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._next_free = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, events: int) -> None:
+        """Wait until ``events`` more events fit the pace."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next_free)
+            self._next_free = start + events / self.rate
+        if start > now:
+            self._sleep(start - now)
+
+    def throttled(self, _retry_after: float | None = None) -> None:
+        """Segment said 429: slow down for the rest of this process's life."""
+        self.rate = max(MIN_EVENTS_PER_SECOND, self.rate / 2)
+
+
+@dataclass
+class ChunkOutcome:
+    """What happened to one chunk, for logs and tests."""
+
+    run_id: str
+    number: int
+    duplicate: bool
+    tally: ChunkTally | None = None
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class Sender:
+    """Sends chunks to Segment; one instance per warm Lambda container (clients are reused)."""
+
+    def __init__(self, runs: RunStore, *, concurrency: int = 1,
+                 client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient]
+                 | None = None) -> None:
+        self._runs = runs
+        self._concurrency = max(1, concurrency)
+        self._client_factory = client_factory or default_client
+        self._clients: dict[str, tuple[SegmentClient, RateLimiter]] = {}
+
+    def process(self, body: str, deadline: float) -> ChunkOutcome:
+        """Deliver one chunk before ``deadline`` (a ``time.monotonic()`` value) or raise.
+
+        Raises DeliveryError when Segment did not accept a batch in time: the SQS record is then
+        reported failed and redelivered, and nothing of this chunk is counted as sent.
+        """
+        chunk = decode(body)
+        if self._runs.chunk_recorded(chunk.run_id, chunk.number):
+            logger.info("chunk already delivered", extra={"run_id": chunk.run_id, "chunk": chunk.number})
+            return ChunkOutcome(chunk.run_id, chunk.number, duplicate=True)
+        sync = parse_sync(chunk.sync)
+        destination = SegmentConnection.model_validate(chunk.destination)
+        messages, rejections = self._map(chunk, Mapper(sync, chunk.columns))
+        client, limiter = self._client(destination)
+        keys = {id(m.body): m.key for m in messages}
+        progress = _Progress(rejections)
+        for batch in pack(m.body for m in messages):
+            limiter.acquire(len(batch))
+            self._deliver(client, batch, keys, deadline, progress)
+        tally = ChunkTally(
+            rows=len(chunk.rows), sent=progress.sent, rejected=len(rejections), batches=progress.batches,
+            bytes_sent=progress.bytes_sent, retries=progress.retries,
+        )
+        if rejections:
+            self._runs.put_rejections(sync.name, chunk.run_id, f"chunk{chunk.number:06d}", rejections)
+        counted = self._runs.record_chunk(sync.name, chunk.run_id, chunk.number, tally)
+        logger.info(
+            "chunk delivered",
+            extra={"sync": sync.name, "run_id": chunk.run_id, "chunk": chunk.number, "rows": tally.rows,
+                   "sent": tally.sent, "rejected": tally.rejected, "batches": tally.batches, "counted": counted},
+        )
+        return ChunkOutcome(chunk.run_id, chunk.number, duplicate=not counted, tally=tally, rejections=rejections)
+
+    def _map(self, chunk: Chunk, mapper: Mapper) -> tuple[list[Mapped], list[Rejection]]:
+        messages: list[Mapped] = []
+        rejections: list[Rejection] = []
+        for row in chunk.rows:
+            result = mapper.map(row)
+            (messages if isinstance(result, Mapped) else rejections).append(result)
+        return messages, rejections
+
+    def _deliver(
+        self, client: SegmentClient, batch: list[bytes], keys: dict[int, str], deadline: float, progress: _Progress
+    ) -> None:
+        """Post a batch; on a 400, bisect to find the messages Segment refuses and reject only those."""
+        progress.batches += 1
+        try:
+            result = client.send(batch, deadline)
+        except BatchRejected as exc:
+            if len(batch) == 1:
+                reason = f"Segment refused it: HTTP {exc.status} {exc.detail}"
+                progress.rejections.append(Rejection(keys.get(id(batch[0])), "message", reason))
+                return
+            middle = len(batch) // 2
+            self._deliver(client, batch[:middle], keys, deadline, progress)
+            self._deliver(client, batch[middle:], keys, deadline, progress)
+            return
+        progress.sent += len(batch)
+        progress.bytes_sent += result.bytes_sent
+        progress.retries += result.retries
+
+    def _client(self, destination: SegmentConnection) -> tuple[SegmentClient, RateLimiter]:
+        cache_key = destination.model_dump_json()
+        if cache_key not in self._clients:
+            limiter = RateLimiter(destination.events_per_second / self._concurrency)
+            self._clients[cache_key] = (self._client_factory(destination, limiter.throttled), limiter)
+        return self._clients[cache_key]
+
+
+@dataclass
+class _Progress:
+    """Running totals while a chunk's batches go out."""
+
+    rejections: list[Rejection]
+    sent: int = 0
+    batches: int = 0
+    bytes_sent: int = 0
+    retries: int = 0
+
+
+def default_client(destination: SegmentConnection, on_throttle: Callable[[float], None]) -> SegmentClient:
+    """A client for the destination's API base, with its write key read from its secret."""
+    return SegmentClient(
+        destination.api_base, resolve(destination.write_key, "Segment write key"), on_throttle=on_throttle
+    )

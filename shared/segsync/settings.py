@@ -1,0 +1,66 @@
+"""Typed settings per function, read from the environment on first use (never at import)."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from segsync.errors import ConfigError
+
+
+class _EnvSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Any:
+        """Validate the function's environment; a missing variable names itself."""
+        environ = dict(os.environ if environ is None else environ)
+        values = {name: environ[name.upper()] for name in cls.model_fields if name.upper() in environ}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{cls.__name__}: {problems}") from None
+
+
+class PlannerSettings(_EnvSettings):
+    """The planner's environment: where sync config, run bookkeeping and chunks live."""
+
+    syncs_table: str = Field(min_length=1)
+    runs_table: str = Field(min_length=1)
+    queue_url: str = Field(min_length=1)
+    chunk_rows: int = Field(default=1_000, gt=0, le=2_500)
+    chunk_bytes: int = Field(default=1_000_000, ge=64_000, le=1_048_576)
+
+
+class SenderSettings(_EnvSettings):
+    """The sender's environment: run bookkeeping, and how many senders share the rate."""
+
+    runs_table: str = Field(min_length=1)
+    sender_max_concurrency: int = Field(default=1, gt=0)
+
+
+@cache
+def aws_resource(service: str, endpoint: str | None, region: str | None) -> Any:
+    """One boto3 resource per (service, endpoint, region): created once per warm container."""
+    return boto3.resource(service, endpoint_url=endpoint, region_name=region)
+
+
+@cache
+def aws_client(service: str, endpoint: str | None, region: str | None) -> Any:
+    """One boto3 client per (service, endpoint, region)."""
+    return boto3.client(service, endpoint_url=endpoint, region_name=region)
+
+
+def dynamodb_table(name: str) -> Any:
+    return aws_resource("dynamodb", os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION")).Table(
+        name
+    )
+
+
+def sqs_client() -> Any:
+    return aws_client("sqs", os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION"))

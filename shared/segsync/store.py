@@ -1,0 +1,297 @@
+"""DynamoDB adapters: sync configuration (console-editable items) and run bookkeeping."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from segsync.config import Project, parse_connection, parse_sync
+from segsync.errors import ConfigError
+
+RUN_TTL_S = 30 * 24 * 3600
+SYNC_KIND = "sync"
+CONNECTION_KIND = "connection"
+
+
+def to_item(data: Any) -> Any:
+    """Plain JSON-like data → DynamoDB attribute values (floats become Decimal)."""
+    if isinstance(data, float):
+        return Decimal(repr(data))
+    if isinstance(data, dict):
+        return {k: to_item(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [to_item(v) for v in data]
+    return data
+
+
+def from_item(data: Any) -> Any:
+    """DynamoDB attribute values → plain data (Decimal becomes int or float)."""
+    if isinstance(data, Decimal):
+        return int(data) if data == data.to_integral_value() else float(data)
+    if isinstance(data, dict):
+        return {k: from_item(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [from_item(v) for v in data]
+    return data
+
+
+class SyncStore:
+    """The syncs table: one item per sync and per connection, keyed (kind, name)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def push(self, project: Project) -> None:
+        """Write every connection and sync of a project file (already validated)."""
+        with self._table.batch_writer() as batch:
+            for name, connection in project.connections.items():
+                body = connection.model_dump(mode="json", by_alias=True, exclude_none=True)
+                batch.put_item(Item=to_item({"kind": CONNECTION_KIND, "name": name, **body}))
+            for sync in project.syncs:
+                body = sync.model_dump(mode="json", by_alias=True, exclude_none=True)
+                batch.put_item(Item=to_item({"kind": SYNC_KIND, **body}))
+
+    def sync(self, name: str) -> Any:
+        """Read and validate one sync; a bad item raises ConfigError naming the field."""
+        item = self._get(SYNC_KIND, name)
+        if item is None:
+            raise ConfigError(f"sync '{name}' is not in the syncs table")
+        return parse_sync(item)
+
+    def connection(self, name: str) -> Any:
+        """Read and validate one connection item."""
+        item = self._get(CONNECTION_KIND, name)
+        if item is None:
+            raise ConfigError(f"connection '{name}' is not in the syncs table")
+        return parse_connection(name, item)
+
+    def sync_names(self) -> list[str]:
+        """Names of all sync items, valid or not (a bad item must still get its own failed run)."""
+        names: list[str] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("kind").eq(SYNC_KIND),
+            "ProjectionExpression": "#n",
+            "ExpressionAttributeNames": {"#n": "name"},
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            names.extend(item["name"] for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return names
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _get(self, kind: str, name: str) -> dict[str, Any] | None:
+        item = self._table.get_item(Key={"kind": kind, "name": name}).get("Item")
+        if item is None:
+            return None
+        item = from_item(item)
+        item.pop("kind")
+        if kind == CONNECTION_KIND:
+            item.pop("name")
+        return item
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row that was not sent, and why; it is tried again next run."""
+
+    key: str | None
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChunkTally:
+    """What a sender did with one chunk."""
+
+    rows: int
+    sent: int
+    rejected: int
+    batches: int
+    bytes_sent: int
+    retries: int
+
+
+class RunStore:
+    """The runs table: run items, per-chunk results (written once) and rejected records."""
+
+    def __init__(self, table: Any, clock: Any = time.time) -> None:
+        self._table = table
+        self._clock = clock
+
+    def start(self, sync: str, run_id: str, trigger: str) -> None:
+        now = self._clock()
+        self._table.put_item(
+            Item={
+                "pk": f"sync#{sync}",
+                "sk": f"run#{run_id}",
+                "sync": sync,
+                "run_id": run_id,
+                "trigger": trigger,
+                "status": "planning",
+                "started_at": Decimal(str(round(now, 3))),
+                "expires_at": int(now) + RUN_TTL_S,
+                "chunks_done": 0,
+                "sent": 0,
+                "rejected_sender": 0,
+                "batches": 0,
+                "bytes_sent": 0,
+                "retries": 0,
+            }
+        )
+
+    def planned(self, sync: str, run_id: str, *, rows_read: int, chunks: int, rejected: int, seconds: float) -> None:
+        """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``."""
+        self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+            UpdateExpression=(
+                "SET #s = :sending, rows_read = :rows, chunks_total = :chunks, "
+                "rejected_planner = :rej, planner_s = :secs"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sending": "sending",
+                ":rows": rows_read,
+                ":chunks": chunks,
+                ":rej": rejected,
+                ":secs": Decimal(str(round(seconds, 3))),
+            },
+        )
+        self._try_complete(sync, run_id)
+
+    def failed(self, sync: str, run_id: str, error: str) -> None:
+        self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+            UpdateExpression="SET #s = :failed, #e = :error, finished_at = :now",
+            ExpressionAttributeNames={"#s": "status", "#e": "error"},
+            ExpressionAttributeValues={
+                ":failed": "failed",
+                ":error": error,
+                ":now": Decimal(str(round(self._clock(), 3))),
+            },
+        )
+
+    def chunk_recorded(self, run_id: str, number: int) -> bool:
+        """Whether a chunk was already delivered and counted (a redelivered SQS message)."""
+        key = {"pk": f"run#{run_id}", "sk": f"chunk#{number:06d}"}
+        return "Item" in self._table.get_item(Key=key, ConsistentRead=True)
+
+    def record_chunk(self, sync: str, run_id: str, number: int, tally: ChunkTally) -> bool:
+        """Count a chunk exactly once (conditional write + counter update in one transaction).
+
+        Returns False when the chunk had been counted already.
+        """
+        client = self._table.meta.client
+        name = self._table.name
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": name,
+                            "Item": {
+                                "pk": f"run#{run_id}",
+                                "sk": f"chunk#{number:06d}",
+                                "rows": tally.rows,
+                                "sent": tally.sent,
+                                "rejected": tally.rejected,
+                                "batches": tally.batches,
+                                "expires_at": int(self._clock()) + RUN_TTL_S,
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": name,
+                            "Key": {"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+                            "UpdateExpression": (
+                                "ADD chunks_done :one, sent :sent, rejected_sender :rej, batches :batches, "
+                                "bytes_sent :bytes, retries :retries"
+                            ),
+                            "ExpressionAttributeValues": {
+                                ":one": 1,
+                                ":sent": tally.sent,
+                                ":rej": tally.rejected,
+                                ":batches": tally.batches,
+                                ":bytes": tally.bytes_sent,
+                                ":retries": tally.retries,
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        self._try_complete(sync, run_id)
+        return True
+
+    def _try_complete(self, sync: str, run_id: str) -> None:
+        """Mark the run delivered once every planned chunk is counted; whoever gets there first wins."""
+        try:
+            self._table.update_item(
+                Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+                UpdateExpression="SET #s = :done, finished_at = :now",
+                ConditionExpression="#s = :sending AND chunks_done = chunks_total",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":done": "delivered",
+                    ":sending": "sending",
+                    ":now": Decimal(str(round(self._clock(), 3))),
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def put_rejections(
+        self, sync: str, run_id: str, source: str, rejections: list[Rejection], start: int = 0
+    ) -> None:
+        """Keep rejected records for inspection; deterministic keys make a redelivery overwrite, not add."""
+        expires = int(self._clock()) + RUN_TTL_S
+        with self._table.batch_writer() as batch:
+            for i, rejection in enumerate(rejections, start=start):
+                batch.put_item(
+                    Item={
+                        "pk": f"run#{run_id}",
+                        "sk": f"rejected#{source}#{i:06d}",
+                        "sync": sync,
+                        "run_id": run_id,
+                        "row_key": rejection.key,
+                        "field": rejection.field,
+                        "reason": rejection.reason,
+                        "expires_at": expires,
+                    }
+                )
+
+    def run(self, sync: str, run_id: str) -> dict[str, Any]:
+        item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"}, ConsistentRead=True)
+        return from_item(item.get("Item", {}))
+
+    def runs(self, sync: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs of a sync first."""
+        page = self._table.query(
+            KeyConditionExpression=Key("pk").eq(f"sync#{sync}") & Key("sk").begins_with("run#"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [from_item(item) for item in page["Items"]]
+
+    def rejections(self, run_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"run#{run_id}") & Key("sk").begins_with("rejected#")
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(from_item(item) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
