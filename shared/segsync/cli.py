@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="build the demo warehouse and run its syncs locally")
     demo.add_argument("--endpoint", help="a Segment-compatible API base instead of the local capture endpoint")
+    demo.add_argument(
+        "--events-per-second", type=int, metavar="N",
+        help="pace toward --endpoint (default: the project's, 1,000/s as Segment asks)",
+    )
     demo.add_argument("--json", action="store_true", help="machine-readable summary")
     demo.add_argument("--out", type=Path, default=DEMO_DIR / "out", help="where captured payloads go")
     demo.set_defaults(command=_demo)
@@ -92,7 +96,7 @@ def _demo(args: argparse.Namespace) -> int:
     if not os.environ.get("SEGMENT_WRITE_KEY"):
         os.environ["SEGMENT_WRITE_KEY"] = DEMO_WRITE_KEY
     if args.endpoint:
-        report = run_local(_with_endpoint(project, args.endpoint))
+        report = run_local(_with_endpoint(project, args.endpoint, events_per_second=args.events_per_second))
         return _report(report, args, extra={"endpoint": args.endpoint})
     args.out.mkdir(parents=True, exist_ok=True)
     captured = args.out / "captured.ndjson"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from functools import cache
 from typing import Any
@@ -73,15 +74,25 @@ def _plan_one(store: SyncStore, planner: Planner, name: str, request: PlannerEve
 
 
 @cache
-def _sender(runs_table: str, concurrency: int) -> Sender:
-    """One Sender per warm container: its HTTP connections and rate limiter outlive an invocation."""
+def sender_for(runs_table: str, concurrency: int, endpoint: str | None) -> Sender:
+    """One Sender per warm container: its HTTP connections and rate limiter outlive an invocation.
+
+    The AWS endpoint is part of the key so a client never outlives the stack it was made for.
+    """
     return Sender(RunStore(dynamodb_table(runs_table)), concurrency=concurrency)
 
 
 def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> ChunkOutcome:
     """Deliver one SQS record's chunk within the invocation's remaining time (less a margin)."""
     deadline = time.monotonic() + remaining_ms / 1000 - DEADLINE_MARGIN_S
-    outcome = _sender(settings.runs_table, settings.sender_max_concurrency).process(body, deadline)
+    sender = sender_for(settings.runs_table, settings.sender_max_concurrency, os.environ.get("AWS_ENDPOINT_URL"))
+    try:
+        outcome = sender.process(body, deadline)
+    except SegsyncError as exc:
+        # Reported to SQS as a failed record by the caller; the log line says why, for the operator.
+        logger.error("chunk not delivered", extra={"error": str(exc)})
+        metrics.add_metric(name="ChunksFailed", unit="Count", value=1)
+        raise
     if outcome.tally is not None:
         metrics.add_metric(name="MessagesSent", unit="Count", value=outcome.tally.sent)
         metrics.add_metric(name="MessagesRejected", unit="Count", value=outcome.tally.rejected)

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import orjson
+import requests
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
@@ -27,7 +28,7 @@ VISIBILITY_TIMEOUT_S = 720
 class LocalStack:
     """Where the local resources are; ``env`` is what the handlers would get from Lambda."""
 
-    endpoint: str
+    endpoint: str | None
     queue_url: str
     dead_letter_queue_url: str
     env: dict[str, str]
@@ -39,8 +40,11 @@ class LocalStack:
         return boto3.resource("dynamodb", endpoint_url=self.endpoint, region_name=REGION).Table(name)
 
 
-def create_resources(endpoint: str) -> LocalStack:
-    """Create the syncs and runs tables, the chunk queue and its DLQ, shaped as in template.yaml."""
+def create_resources(endpoint: str | None) -> LocalStack:
+    """Create the syncs and runs tables, the chunk queue and its DLQ, shaped as in template.yaml.
+
+    ``endpoint`` is moto's server; None means in-process moto (``mock_aws``) in tests.
+    """
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     for name, keys in ((SYNCS_TABLE, ("kind", "name")), (RUNS_TABLE, ("pk", "sk"))):
@@ -65,7 +69,7 @@ def create_resources(endpoint: str) -> LocalStack:
         },
     )["QueueUrl"]
     env = {
-        "AWS_ENDPOINT_URL": endpoint,
+        **({"AWS_ENDPOINT_URL": endpoint} if endpoint else {}),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
@@ -89,9 +93,12 @@ def local_stack() -> Iterator[LocalStack]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: start each local run from empty.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     saved = dict(os.environ)
     try:
-        stack = create_resources(f"http://{host}:{port}")
+        stack = create_resources(endpoint)
         os.environ.update(stack.env)
         yield stack
     finally:

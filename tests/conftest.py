@@ -1,0 +1,51 @@
+"""Fixtures shared by every tier: no real AWS credentials, no cached clients across tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from aws_lambda_powertools.utilities import parameters
+
+from segsync import handlers, settings
+from segsync.local.demo import build_warehouse
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+@pytest.fixture(autouse=True)
+def isolated_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and quiet Powertools; boto3 clients are cached per endpoint, so clear them."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "SEGMENT_WRITE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "segsync")
+    yield
+    settings.aws_client.cache_clear()
+    settings.aws_resource.cache_clear()
+    handlers.sender_for.cache_clear()
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def small_warehouse(tmp_path: Path) -> Path:
+    """The demo's tables at a test's size: 300 users, 2,000 events (same deterministic rows)."""
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path, users=300, events=2_000)
+    return path
+
+
+@pytest.fixture
+def project_file(tmp_path: Path, small_warehouse: Path) -> Path:
+    """The demo project file pointed at the small warehouse; the write key comes from SEGMENT_WRITE_KEY."""
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "demo" / "segsync.yml").read_text())
+    project["connections"]["warehouse"]["path"] = str(small_warehouse)
+    path = tmp_path / "segsync.yml"
+    path.write_text(yaml.safe_dump(project, sort_keys=False))
+    return path

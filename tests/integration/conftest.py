@@ -1,0 +1,53 @@
+"""Integration fixtures: in-process moto (``mock_aws``) with the template's tables and queues."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from segsync.config import load_project
+from segsync.local.capture import CaptureServer
+from segsync.local.driver import load_handler
+from segsync.local.stack import LocalStack, create_resources
+from segsync.store import SyncStore
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """Tables and queues as template.yaml shapes them, in moto, with the handlers' environment set."""
+    with mock_aws():
+        created = create_resources(None)
+        for name, value in created.env.items():
+            monkeypatch.setenv(name, value)
+        yield created
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Iterator[CaptureServer]:
+    with CaptureServer(tmp_path / "captured.ndjson") as server:
+        yield server
+
+
+@pytest.fixture
+def pushed_project(stack: LocalStack, project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch):
+    """The small demo project in the syncs table, its destination pointed at the capture endpoint."""
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    project = load_project(project_file)
+    segment = project.connections["segment"].model_copy(update={"endpoint": capture.url})
+    project = project.model_copy(update={"connections": {**project.connections, "segment": segment}})
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def planner_handler():
+    return load_handler("planner")
+
+
+@pytest.fixture(scope="session")
+def sender_handler():
+    return load_handler("sender")

@@ -1,0 +1,143 @@
+"""The planner Lambda handler under moto, on a real DuckDB file."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import orjson
+
+from segsync.chunks import decode
+from segsync.local.driver import LambdaContext
+from segsync.store import RunStore
+
+from ..conftest import EVENTS
+
+
+def _context() -> LambdaContext:
+    return LambdaContext("segsync-planner", timeout_s=900)
+
+
+def _queued_chunks(stack) -> list:
+    sqs = stack.client("sqs")
+    chunks = []
+    while messages := sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        chunks.extend(decode(m["Body"]) for m in messages)
+    return chunks
+
+
+def _runs(stack) -> RunStore:
+    return RunStore(stack.table(os.environ["RUNS_TABLE"]))
+
+
+def test_the_schedule_event_plans_every_enabled_sync_into_chunks(stack, pushed_project, planner_handler):
+    # Given the sample schedule event and two syncs in the syncs table
+    event = orjson.loads((EVENTS / "planner-schedule.json").read_bytes())
+
+    # When the planner handles it
+    response = planner_handler(event, _context())
+
+    # Then both syncs are planned and every model row is queued exactly once, in order-numbered chunks
+    runs = {r["sync"]: r for r in response["runs"]}
+    assert set(runs) == {"demo-users", "demo-events"}
+    assert runs["demo-users"]["rows_read"] == 300
+    assert runs["demo-events"]["rows_read"] == 2_000
+    chunks = _queued_chunks(stack)
+    for name, rows in (("demo-users", 300), ("demo-events", 2_000)):
+        mine = [c for c in chunks if c.run_id == runs[name]["run_id"]]
+        assert sorted(c.number for c in mine) == list(range(1, len(mine) + 1))
+        assert sum(len(c.rows) for c in mine) == rows
+        assert _runs(stack).run(name, runs[name]["run_id"])["status"] == "sending"
+
+
+def test_a_run_request_for_one_sync_plans_only_that_sync(stack, pushed_project, planner_handler):
+    # Given the sample run request naming demo-users
+    event = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
+
+    # When the planner handles it
+    response = planner_handler(event, _context())
+
+    # Then only that sync ran, and its run records who asked
+    assert [r["sync"] for r in response["runs"]] == ["demo-users"]
+    assert _runs(stack).run("demo-users", response["runs"][0]["run_id"])["trigger"] == "manual"
+
+
+def test_failing_model_sql_fails_that_sync_only_and_quotes_the_warehouse(
+    stack, pushed_project, planner_handler, tmp_path
+):
+    # Given one sync whose model selects from a table that does not exist
+    from segsync.store import SyncStore
+
+    broken = pushed_project.sync("demo-users").model_copy(update={"model": "SELECT * FROM no_such_table"})
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(
+        pushed_project.model_copy(update={"syncs": [broken, pushed_project.sync("demo-events")]})
+    )
+
+    # When the schedule ticks
+    response = planner_handler({"trigger": "schedule"}, _context())
+
+    # Then that run failed with the sync's name and DuckDB's words; the other sync was planned
+    runs = {r["sync"]: r for r in response["runs"]}
+    assert runs["demo-users"]["status"] == "failed"
+    assert "sync 'demo-users'" in runs["demo-users"]["error"]
+    assert "no_such_table" in runs["demo-users"]["error"]
+    assert runs["demo-events"]["status"] == "sending"
+    assert _runs(stack).run("demo-users", runs["demo-users"]["run_id"])["status"] == "failed"
+
+
+def test_a_sync_item_broken_in_the_console_fails_naming_the_field(stack, pushed_project, planner_handler):
+    # Given someone removed the key of demo-users in the DynamoDB console
+    table = stack.table(os.environ["SYNCS_TABLE"])
+    table.update_item(Key={"kind": "sync", "name": "demo-users"}, UpdateExpression="REMOVE #k",
+                      ExpressionAttributeNames={"#k": "key"})
+
+    # When the schedule ticks
+    response = planner_handler({"trigger": "schedule"}, _context())
+
+    # Then that sync's run fails naming the sync and the field; the other sync runs
+    runs = {r["sync"]: r for r in response["runs"]}
+    assert runs["demo-users"]["status"] == "failed"
+    assert "sync 'demo-users'" in runs["demo-users"]["error"]
+    assert "key" in runs["demo-users"]["error"]
+    assert runs["demo-events"]["status"] == "sending"
+
+
+def test_a_mapped_column_missing_from_the_model_fails_the_run_naming_it(stack, pushed_project, planner_handler):
+    # Given demo-users maps a trait to a column the model does not return
+    from segsync.store import SyncStore
+
+    sync = pushed_project.sync("demo-users")
+    broken = sync.model_copy(update={"traits": {**sync.traits, "phone": "phone_number"}})
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(pushed_project.model_copy(update={"syncs": [broken]}))
+
+    # When it runs
+    response = planner_handler({"sync": "demo-users"}, _context())
+
+    # Then the run fails before anything is queued, naming the field and the column
+    run = response["runs"][0]
+    assert run["status"] == "failed"
+    assert "traits.phone" in run["error"] and "phone_number" in run["error"]
+    assert _queued_chunks(stack) == []
+
+
+def test_null_and_duplicate_keys_are_rejected_by_key_and_the_rest_are_queued(
+    stack, pushed_project, planner_handler, small_warehouse
+):
+    # Given two users share a key and one has no key at all
+    with duckdb.connect(str(small_warehouse)) as con:
+        con.execute("UPDATE users SET user_id = 'user_000002' WHERE user_id = 'user_000001'")
+        con.execute("UPDATE users SET user_id = NULL WHERE user_id = 'user_000003'")
+
+    # When demo-users runs
+    response = planner_handler({"sync": "demo-users"}, _context())
+
+    # Then the three rows are rejected records naming their keys, and the other 297 are queued
+    run = response["runs"][0]
+    assert run["rejected"] == 3
+    rejections = _runs(stack).rejections(run["run_id"])
+    assert sorted((r["row_key"] or "<null>", r["reason"]) for r in rejections) == [
+        ("<null>", "key column 'user_id' is null"),
+        ("user_000002", "duplicate key: 2 rows share it"),
+        ("user_000002", "duplicate key: 2 rows share it"),
+    ]
+    assert sum(len(c.rows) for c in _queued_chunks(stack)) == 297

@@ -1,0 +1,149 @@
+"""The sender Lambda handler under moto, posting over loopback to the capture endpoint."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import orjson
+import pytest
+
+from segsync.chunks import decode
+from segsync.local.capture import FaultPlan, read_captured
+from segsync.local.driver import LambdaContext
+from segsync.store import RunStore
+
+from ..conftest import EVENTS
+
+SAMPLE_RUN = "20261129T000000Z-sample"
+
+
+def _context() -> LambdaContext:
+    return LambdaContext("segsync-sender", timeout_s=120)
+
+
+@pytest.fixture
+def sqs_event_factory(capture, monkeypatch):
+    """The sample SQS event from events/, pointed at the capture endpoint; tweak its chunk as needed."""
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    sample = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())
+
+    def make(*, endpoint: str | None = None, rows: Any = None, copies: int = 1) -> dict[str, Any]:
+        event = copy.deepcopy(sample)
+        record = event["Records"][0]
+        chunk = orjson.loads(record["body"])
+        chunk["dest"]["endpoint"] = endpoint or capture.url
+        if rows is not None:
+            chunk["rows"] = rows
+        record["body"] = orjson.dumps(chunk).decode()
+        event["Records"] = [{**record, "messageId": f"{record['messageId']}-{i}"} for i in range(copies)]
+        return event
+
+    return make
+
+
+@pytest.fixture
+def sample_run(stack):
+    """The run the sample chunk belongs to, as the planner would have recorded it."""
+    runs = RunStore(stack.table(os.environ["RUNS_TABLE"]))
+    runs.start("demo-users", SAMPLE_RUN, "test")
+    runs.planned("demo-users", SAMPLE_RUN, rows_read=3, chunks=1, rejected=0, seconds=0.1)
+    return runs
+
+
+def test_the_sample_sqs_event_is_delivered_and_counted(stack, sample_run, capture, sqs_event_factory, sender_handler):
+    # Given the sample SQS event (one chunk of three users)
+    event = sqs_event_factory()
+
+    # When the sender handles it
+    response = sender_handler(event, _context())
+
+    # Then no record failed, Segment got three identify calls, and the run is delivered
+    assert response == {"batchItemFailures": []}
+    messages = read_captured(capture.out_path)
+    assert [m["userId"] for m in messages] == ["user_000001", "user_000002", "user_000003"]
+    assert all(m["type"] == "identify" and m["messageId"].startswith("segsync-") for m in messages)
+    assert "email" not in messages[2]["traits"]
+    run = sample_run.run("demo-users", SAMPLE_RUN)
+    assert (run["status"], run["sent"], run["chunks_done"]) == ("delivered", 3, 1)
+
+
+def test_a_chunk_delivered_twice_is_sent_and_counted_once(
+    stack, sample_run, capture, sqs_event_factory, sender_handler
+):
+    # Given SQS delivers the same chunk in two records (at-least-once delivery)
+    event = sqs_event_factory(copies=2)
+
+    # When the sender handles both
+    response = sender_handler(event, _context())
+
+    # Then both records succeed, but the messages went out and were counted only once
+    assert response == {"batchItemFailures": []}
+    assert capture.messages == 3
+    assert sample_run.run("demo-users", SAMPLE_RUN)["sent"] == 3
+
+
+def test_a_segment_outage_reports_the_record_failed_and_counts_nothing(
+    tmp_path, stack, sample_run, sqs_event_factory, sender_handler
+):
+    # Given Segment answers 503 to everything and the invocation has little time left
+    from segsync.local.capture import CaptureServer
+
+    with CaptureServer(tmp_path / "down.ndjson", faults=FaultPlan(error_rate=1.0, error_status=503)) as down:
+        event = sqs_event_factory(endpoint=down.url)
+        context = LambdaContext("segsync-sender", timeout_s=6.5)
+
+        # When the sender handles the chunk
+        response = sender_handler(event, context)
+
+    # Then the record is reported failed (SQS will redeliver it) and nothing is counted as sent
+    assert response["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    run = sample_run.run("demo-users", SAMPLE_RUN)
+    assert (run["status"], run["sent"], run["chunks_done"]) == ("sending", 0, 0)
+
+
+def test_a_missing_write_key_fails_the_record_with_a_clear_log_line(
+    stack, sample_run, sqs_event_factory, sender_handler, monkeypatch, caplog
+):
+    # Given the write key's environment variable is not set
+    event = sqs_event_factory()
+    monkeypatch.delenv("SEGMENT_WRITE_KEY")
+
+    # When the sender handles the chunk
+    response = sender_handler(event, _context())
+
+    # Then the record failed and the log says which secret is missing
+    assert len(response["batchItemFailures"]) == 1
+    errors = [getattr(r, "error", "") for r in caplog.records if r.levelname == "ERROR"]
+    assert any("environment variable SEGMENT_WRITE_KEY is not set" in e for e in errors)
+
+
+def test_one_message_segment_refuses_is_rejected_and_the_rest_delivered(
+    tmp_path, stack, sample_run, sqs_event_factory, sender_handler
+):
+    # Given Segment answers 400 to any batch holding user_000002
+    from segsync.local.capture import CaptureServer
+
+    faults = FaultPlan(reject_if=lambda m: m.get("userId") == "user_000002")
+    with CaptureServer(tmp_path / "picky.ndjson", faults=faults) as picky:
+        event = sqs_event_factory(endpoint=picky.url)
+
+        # When the sender handles the chunk
+        response = sender_handler(event, _context())
+        delivered = [m["userId"] for m in read_captured(picky.out_path)]
+
+    # Then the batch is bisected: two users delivered, the refused one is a rejected record with its key
+    assert response == {"batchItemFailures": []}
+    assert sorted(delivered) == ["user_000001", "user_000003"]
+    rejections = sample_run.rejections(SAMPLE_RUN)
+    assert [(r["row_key"], r["field"]) for r in rejections] == [("user_000002", "message")]
+    run = sample_run.run("demo-users", SAMPLE_RUN)
+    assert (run["status"], run["sent"], run["rejected_sender"]) == ("delivered", 2, 1)
+
+
+def test_the_sample_chunk_is_a_valid_chunk():
+    # Given the committed sample event, When its body is decoded, Then it is a chunk of the demo-users sync
+    body = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())["Records"][0]["body"]
+    chunk = decode(body)
+    assert (chunk.run_id, chunk.number, chunk.sync["name"], len(chunk.rows)) == (SAMPLE_RUN, 1, "demo-users", 3)
