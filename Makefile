@@ -28,4 +28,8 @@ lint: $(STAMP) ## Lint and format-check the code (fails on findings)
 	$(BIN)/ruff check shared functions tests
 	$(BIN)/ruff format --check shared functions tests
 
-.PHONY: help venv run test lint
+pr: lint test validate ## Every check a change must pass before it lands
+
+.PHONY: help venv run test lint pr
+
+include make/aws.mk

@@ -17,6 +17,7 @@ FORMAT_VERSION = 1
 GZIP_PREFIX = "gz:"
 COMPRESS_OVER_BYTES = 2_048
 ROW_OPTIONS = orjson.OPT_NAIVE_UTC
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,18 @@ def encode_value(value: Any) -> Any:
 
 
 def dump_row(row: Iterable[Any]) -> bytes:
-    """Serialize one warehouse row; raises TypeError for a value no JSON can carry."""
-    return orjson.dumps(list(row), default=encode_value, option=ROW_OPTIONS)
+    """Serialize one warehouse row; raises TypeError for a value no JSON can carry.
+
+    Integers past 64 bits (NUMBER(38,0), HUGEINT ids) travel as strings, like long decimals.
+    """
+    values = list(row)
+    try:
+        return orjson.dumps(values, default=encode_value, option=ROW_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise TypeError(str(exc)) from None
+        wide = [str(v) if isinstance(v, int) and not INT64_MIN <= v <= INT64_MAX else v for v in values]
+        return orjson.dumps(wide, default=encode_value, option=ROW_OPTIONS)
 
 
 def encode(run_id: str, number: int, header: bytes, row_bytes: list[bytes]) -> str:
@@ -91,18 +102,28 @@ def header(sync: dict[str, Any], destination: dict[str, Any], columns: list[str]
 
 def decode(body: str) -> Chunk:
     """Parse a chunk body (either form); raises ValueError on anything that is not a chunk."""
-    raw = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :])) if body.startswith(GZIP_PREFIX) else body
-    data = orjson.loads(raw)
+    try:
+        raw = (
+            gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :]))
+            if body.startswith(GZIP_PREFIX)
+            else body
+        )
+        data = orjson.loads(raw)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"not a segsync chunk: {type(exc).__name__}") from None
     if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
         raise ValueError("not a segsync chunk (unknown format version)")
-    return Chunk(
-        run_id=data["run"],
-        number=data["n"],
-        sync=data["sync"],
-        destination=data["dest"],
-        columns=data["cols"],
-        rows=data["rows"],
-    )
+    try:
+        return Chunk(
+            run_id=data["run"],
+            number=data["n"],
+            sync=data["sync"],
+            destination=data["dest"],
+            columns=data["cols"],
+            rows=data["rows"],
+        )
+    except KeyError as exc:
+        raise ValueError(f"not a segsync chunk: no {exc.args[0]!r}") from None
 
 
 @dataclass

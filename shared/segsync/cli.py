@@ -49,15 +49,23 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run syncs")
     run.add_argument("file", type=Path)
-    run.add_argument("--local", action="store_true", required=True, help="run on a local stack (moto on loopback)")
-    run.add_argument("--sync", action="append", dest="syncs", metavar="NAME", help="only this sync (repeatable)")
+    run.add_argument(
+        "--local", action="store_true", required=True, help="run on a local stack (moto on loopback)"
+    )
+    run.add_argument(
+        "--sync", action="append", dest="syncs", metavar="NAME", help="only this sync (repeatable)"
+    )
     run.add_argument("--json", action="store_true", help="machine-readable summary")
     run.set_defaults(command=_run)
 
     demo = commands.add_parser("demo", help="build the demo warehouse and run its syncs locally")
-    demo.add_argument("--endpoint", help="a Segment-compatible API base instead of the local capture endpoint")
     demo.add_argument(
-        "--events-per-second", type=int, metavar="N",
+        "--endpoint", help="a Segment-compatible API base instead of the local capture endpoint"
+    )
+    demo.add_argument(
+        "--events-per-second",
+        type=int,
+        metavar="N",
         help="pace toward --endpoint (default: the project's, 1,000/s as Segment asks)",
     )
     demo.add_argument("--json", action="store_true", help="machine-readable summary")
@@ -69,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
 def _validate(args: argparse.Namespace) -> int:
     project = load_project(args.file)
     if args.json:
-        _print_json({"ok": True, "syncs": [s.name for s in project.syncs], "connections": list(project.connections)})
+        _print_json(
+            {"ok": True, "syncs": [s.name for s in project.syncs], "connections": list(project.connections)}
+        )
     else:
         print(f"{args.file}: OK ({len(project.syncs)} syncs, {len(project.connections)} connections)")
     return EXIT_OK
@@ -104,7 +114,9 @@ def _demo(args: argparse.Namespace) -> int:
     with CaptureServer(captured) as capture:
         report = run_local(_with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND))
         received = capture.messages
-    return _report(report, args, extra={"endpoint": "local capture", "captured": str(captured), "received": received})
+    return _report(
+        report, args, extra={"endpoint": "local capture", "captured": str(captured), "received": received}
+    )
 
 
 def _with_endpoint(project: Project, endpoint: str, events_per_second: int | None = None) -> Project:
@@ -134,17 +146,30 @@ def _report(report: Any, args: argparse.Namespace, extra: dict[str, Any]) -> int
 def _table(report: Any) -> str:
     header = ("sync", "status", "rows read", "sent", "batches", "rejected", "seconds")
     rows = [
-        (r.sync, r.status, f"{r.rows_read:,}", f"{r.sent:,}", f"{r.batches:,}", f"{r.rejected:,}", f"{r.seconds:.2f}")
+        (
+            r.sync,
+            r.status,
+            f"{r.rows_read:,}",
+            f"{r.sent:,}",
+            f"{r.batches:,}",
+            f"{r.rejected:,}",
+            f"{r.seconds:.2f}",
+        )
         for r in report.runs
     ]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) if i < 2 else str(cell).rjust(w) for i, (cell, w) in
-                       enumerate(zip(row, widths, strict=True))) for row in [header, *rows]]
+    lines = [
+        "  ".join(
+            str(cell).ljust(w) if i < 2 else str(cell).rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
+    ]
     for r in report.runs:
         if r.error:
             lines.append(f"{r.sync}: {r.error}")
         for reason, count in r.rejection_reasons.items():
-            lines.append(f"{r.sync}: rejected {count:,} × {reason}")
+            lines.append(f"{r.sync}: rejected {count:,}: {reason}")
     lines.append(f"total: {report.seconds:.2f} s")
     return "\n".join(lines)
 

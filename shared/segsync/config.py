@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 import yaml
 from pydantic import (
     BaseModel,
@@ -38,7 +39,9 @@ class SecretRef(Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.secret is None):
-            raise ValueError("give exactly one of 'env' (an environment variable) or 'secret' (a Secrets Manager name)")
+            raise ValueError(
+                "give exactly one of 'env' (an environment variable) or 'secret' (a Secrets Manager name)"
+            )
         return self
 
 
@@ -88,13 +91,24 @@ class SegmentConnection(Model):
         return self.endpoint or SEGMENT_HOSTS[self.region]
 
 
-Connection = Annotated[DuckDBConnection | SnowflakeConnection | SegmentConnection, Field(discriminator="type")]
+Connection = Annotated[
+    DuckDBConnection | SnowflakeConnection | SegmentConnection, Field(discriminator="type")
+]
 
 
 class Value(Model):
     """A constant in place of a column."""
 
     value: Any
+
+    @field_validator("value")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        try:
+            orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"a constant must be plain JSON: {exc}") from None
+        return value
 
 
 Source = Annotated[str, Field(min_length=1)] | Value
@@ -202,6 +216,8 @@ def load_project(path: str | Path) -> Project:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such project file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the project file: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -216,8 +232,8 @@ def load_project(path: str | Path) -> Project:
 def _resolve_paths(project: Project, base: Path) -> Project:
     """DuckDB paths in a project file are relative to the file, as a reader would expect."""
     connections = {
-        name: conn.model_copy(update={"path": str((base / conn.path).resolve())})
-        if isinstance(conn, DuckDBConnection) and not Path(conn.path).is_absolute()
+        name: conn.model_copy(update={"path": str((base / Path(conn.path).expanduser()).resolve())})
+        if isinstance(conn, DuckDBConnection)
         else conn
         for name, conn in project.connections.items()
     }
@@ -240,9 +256,26 @@ def _where(loc: list[Any], raw: Any) -> str:
         if isinstance(raw, dict) and isinstance(raw.get("syncs"), list) and loc[1] < len(raw["syncs"]):
             item = raw["syncs"][loc[1]]
             name = item.get("name", f"#{loc[1] + 1}") if isinstance(item, dict) else f"#{loc[1] + 1}"
-        rest = [str(p) for p in loc[2:] if p not in ("user", "track")]
-        return f"sync '{name}' field '{'.'.join(rest) or '(whole sync)'}'"
+        return f"sync '{name}' field '{_field_path(loc[2:], SYNC_TAGS) or '(whole sync)'}'"
     if len(loc) >= 2 and loc[0] == "connections":
-        rest = [str(p) for p in loc[2:] if p not in ("duckdb", "snowflake", "segment")]
-        return f"connection '{loc[1]}' field '{'.'.join(rest) or '(whole connection)'}'"
-    return "field '" + ".".join(str(p) for p in loc if p not in ("user", "track")) + "'"
+        return (
+            f"connection '{loc[1]}' field '{_field_path(loc[2:], CONNECTION_TAGS) or '(whole connection)'}'"
+        )
+    if not loc:
+        return "project"
+    return f"field '{_field_path(loc, SYNC_TAGS)}'"
+
+
+SYNC_TAGS = ("user", "track")
+CONNECTION_TAGS = ("duckdb", "snowflake", "segment")
+UNION_BRANCHES = ("constrained-str", "Value", "str")
+
+
+def _field_path(loc: list[Any], tags: tuple[str, ...]) -> str:
+    """pydantic's location minus its bookkeeping: the union tag first, union branch names last."""
+    parts = list(loc)
+    if parts and parts[0] in tags:
+        parts = parts[1:]
+    while parts and parts[-1] in UNION_BRANCHES:
+        parts = parts[:-1]
+    return ".".join(str(p) for p in parts)

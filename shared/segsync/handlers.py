@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from functools import cache
 from typing import Any
@@ -15,7 +14,7 @@ from segsync.observability import logger, metrics
 from segsync.planner import PlanLimits, Planner, PlanResult, new_run_id
 from segsync.queue import ChunkQueue
 from segsync.sender import ChunkOutcome, Sender
-from segsync.settings import PlannerSettings, SenderSettings, dynamodb_table, sqs_client
+from segsync.settings import PlannerSettings, SenderSettings, aws_endpoint, dynamodb_table, sqs_client
 from segsync.store import RunStore, SyncStore
 from segsync.warehouse import connect
 
@@ -74,23 +73,31 @@ def _plan_one(store: SyncStore, planner: Planner, name: str, request: PlannerEve
 
 
 @cache
-def sender_for(runs_table: str, concurrency: int, endpoint: str | None) -> Sender:
+def sender_for(
+    runs_table: str, concurrency: int, events_per_second: int | None, endpoint: str | None
+) -> Sender:
     """One Sender per warm container: its HTTP connections and rate limiter outlive an invocation.
 
     The AWS endpoint is part of the key so a client never outlives the stack it was made for.
     """
-    return Sender(RunStore(dynamodb_table(runs_table)), concurrency=concurrency)
+    return Sender(
+        RunStore(dynamodb_table(runs_table)), concurrency=concurrency, events_per_second_cap=events_per_second
+    )
 
 
 def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> ChunkOutcome:
     """Deliver one SQS record's chunk within the invocation's remaining time (less a margin)."""
     deadline = time.monotonic() + remaining_ms / 1000 - DEADLINE_MARGIN_S
-    sender = sender_for(settings.runs_table, settings.sender_max_concurrency, os.environ.get("AWS_ENDPOINT_URL"))
+    sender = sender_for(
+        settings.runs_table,
+        settings.sender_max_concurrency,
+        settings.segment_events_per_second,
+        aws_endpoint(),
+    )
     try:
         outcome = sender.process(body, deadline)
-    except SegsyncError as exc:
-        # Reported to SQS as a failed record by the caller; the log line says why, for the operator.
-        logger.error("chunk not delivered", extra={"error": str(exc)})
+    except SegsyncError:
+        # The caller reports the record failed to SQS, which redelivers it (then parks it in the DLQ).
         metrics.add_metric(name="ChunksFailed", unit="Count", value=1)
         raise
     if outcome.tally is not None:

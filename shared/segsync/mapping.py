@@ -48,6 +48,11 @@ def column_index(columns: list[str], sync_name: str) -> Callable[[str, str], int
     def find(column: str, field: str) -> int:
         if column in exact:
             return exact[column]
+        if column.lower() in folded and folded[column.lower()] is None:
+            raise ConfigError(
+                f"sync '{sync_name}' field '{field}': column '{column}' matches several model columns "
+                "that differ only in case; use the exact name"
+            )
         position = folded.get(column.lower())
         if position is None:
             raise ConfigError(
@@ -93,11 +98,16 @@ class Mapper:
         raw_key = row[self.key_position]
         if raw_key is None:
             return Rejection(None, "key", f"key column '{self.sync.key}' is null")
-        key = raw_key if isinstance(raw_key, str) else orjson.dumps(raw_key).decode()
+        key = as_id(raw_key)
+        if not key.strip():
+            return Rejection(key, "key", f"key column '{self.sync.key}' is empty")
         result = self._map(key, row)
         if isinstance(result, Rejection):
             return result
-        body = orjson.dumps(result)
+        try:
+            body = orjson.dumps(result)
+        except orjson.JSONEncodeError as exc:
+            return Rejection(key, "message", f"cannot serialize: {exc}")
         if len(body) > MAX_MESSAGE_BYTES:
             return Rejection(key, "message", f"message is {len(body):,} bytes, over Segment's 32 KB limit")
         return Mapped(key, body)
@@ -107,7 +117,9 @@ class Mapper:
 
     def _identify(self, key: str, row: list[Any]) -> dict[str, Any]:
         traits = self._collect(row)
-        digest = hashlib.blake2b(orjson.dumps(traits, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(
+            orjson.dumps(traits, option=orjson.OPT_SORT_KEYS), digest_size=16
+        ).hexdigest()
         return {
             "type": "identify",
             self.sync.key_field: key,
@@ -122,19 +134,32 @@ class Mapper:
             return Rejection(key, "event", "event name is missing or empty")
         message: dict[str, Any] = {"type": "track", "event": event}
         for field, position in (("userId", self._user_id), ("anonymousId", self._anonymous_id)):
-            if position is not None and (value := row[position]) is not None:
-                message[field] = value if isinstance(value, str) else orjson.dumps(value).decode()
+            if (
+                position is not None
+                and (value := row[position]) is not None
+                and (text := as_id(value)).strip()
+            ):
+                message[field] = text
         if "userId" not in message and "anonymousId" not in message:
-            return Rejection(key, "userId", "both userId and anonymousId are null")
+            return Rejection(key, "userId", "both userId and anonymousId are null or empty")
         if self._timestamp is not None:
-            parsed = parse_timestamp(row[self._timestamp])
+            value = row[self._timestamp]
+            if value is None:
+                # Segment would stamp it with the receive time: wrong for a backfill, so say so instead.
+                return Rejection(key, "timestamp", f"timestamp column '{self.sync.timestamp}' is null")
+            parsed = parse_timestamp(value)
             if parsed is None:
-                return Rejection(key, "timestamp", f"cannot read {row[self._timestamp]!r} as a timestamp")
+                return Rejection(key, "timestamp", f"cannot read {value!r} as a timestamp")
             message["timestamp"] = parsed
         message["properties"] = self._collect(row)
         message["context"] = LIBRARY_CONTEXT
         message["messageId"] = f"segsync-{uuid.uuid5(self._namespace, f'track:{key}')}"
         return message
+
+
+def as_id(value: Any) -> str:
+    """Segment ids are strings: a numeric key 42 becomes "42"."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def parse_timestamp(value: Any) -> str | None:

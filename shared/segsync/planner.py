@@ -63,15 +63,18 @@ class PlanResult:
 
 def new_run_id(now: datetime | None = None) -> str:
     """Time-sortable and unique: the runs table lists a sync's newest runs first by this id."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
 
 
 def keyed_query(model: str, key: str) -> str:
     """Wrap the model so the warehouse counts each key: duplicates are found by the engine, not in memory."""
     column = f"m.{key}" if SIMPLE_IDENTIFIER.match(key) else 'm."' + key.replace('"', '""') + '"'
-    body = model.strip().rstrip(";")
-    return f"SELECT m.*, COUNT(*) OVER (PARTITION BY {column}) AS {KEY_COUNT_COLUMN} FROM ({body}) AS m"
+    body = model.strip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    # The newline keeps a trailing "-- comment" in the model from swallowing the closing parenthesis.
+    return f"SELECT m.*, COUNT(*) OVER (PARTITION BY {column}) AS {KEY_COUNT_COLUMN} FROM (\n{body}\n) AS m"
 
 
 class Planner:
@@ -127,7 +130,11 @@ class Planner:
         return result
 
     def _chunks(
-        self, sync: UserSync | TrackSync, destination: SegmentConnection, warehouse: Warehouse, result: PlanResult
+        self,
+        sync: UserSync | TrackSync,
+        destination: SegmentConnection,
+        warehouse: Warehouse,
+        result: PlanResult,
     ) -> Iterator[tuple[int, str]]:
         batches = warehouse.stream(keyed_query(sync.model, sync.key), FETCH_ROWS)
         first = next(batches, None)
@@ -157,7 +164,9 @@ class Planner:
         for number, _, body in chunker.chunks(accepted_rows()):
             yield number, body
 
-    def _check(self, row: tuple[Any, ...], key_position: int, key_column: str, result: PlanResult) -> bytes | None:
+    def _check(
+        self, row: tuple[Any, ...], key_position: int, key_column: str, result: PlanResult
+    ) -> bytes | None:
         """Null keys, duplicate keys, unserializable and oversized rows become rejections here."""
         key = row[key_position]
         reason = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from segsync.chunks import Chunk, decode
 from segsync.config import SegmentConnection, parse_sync
+from segsync.errors import SegsyncError
 from segsync.mapping import Mapped, Mapper
 from segsync.observability import logger
 from segsync.secrets import resolve
@@ -21,8 +22,12 @@ MIN_EVENTS_PER_SECOND = 1.0
 class RateLimiter:
     """Paces events to a per-sender share of the destination's events/s; a 429 halves the pace."""
 
-    def __init__(self, events_per_second: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        events_per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = events_per_second
         self._clock = clock
         self._sleep = sleep
@@ -57,11 +62,17 @@ class ChunkOutcome:
 class Sender:
     """Sends chunks to Segment; one instance per warm Lambda container (clients are reused)."""
 
-    def __init__(self, runs: RunStore, *, concurrency: int = 1,
-                 client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient]
-                 | None = None) -> None:
+    def __init__(
+        self,
+        runs: RunStore,
+        *,
+        concurrency: int = 1,
+        events_per_second_cap: int | None = None,
+        client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient] | None = None,
+    ) -> None:
         self._runs = runs
         self._concurrency = max(1, concurrency)
+        self._cap = events_per_second_cap
         self._client_factory = client_factory or default_client
         self._clients: dict[str, tuple[SegmentClient, RateLimiter]] = {}
 
@@ -75,6 +86,18 @@ class Sender:
         if self._runs.chunk_recorded(chunk.run_id, chunk.number):
             logger.info("chunk already delivered", extra={"run_id": chunk.run_id, "chunk": chunk.number})
             return ChunkOutcome(chunk.run_id, chunk.number, duplicate=True)
+        try:
+            return self._send(chunk, deadline)
+        except SegsyncError as exc:
+            sync = chunk.sync.get("name", "?")
+            self._runs.chunk_failed(sync, chunk.run_id, chunk.number, str(exc))
+            logger.error(
+                "chunk not delivered",
+                extra={"sync": sync, "run_id": chunk.run_id, "chunk": chunk.number, "error": str(exc)},
+            )
+            raise
+
+    def _send(self, chunk: Chunk, deadline: float) -> ChunkOutcome:
         sync = parse_sync(chunk.sync)
         destination = SegmentConnection.model_validate(chunk.destination)
         messages, rejections = self._map(chunk, Mapper(sync, chunk.columns))
@@ -85,18 +108,32 @@ class Sender:
             limiter.acquire(len(batch))
             self._deliver(client, batch, keys, deadline, progress)
         tally = ChunkTally(
-            rows=len(chunk.rows), sent=progress.sent, rejected=len(rejections), batches=progress.batches,
-            bytes_sent=progress.bytes_sent, retries=progress.retries,
+            rows=len(chunk.rows),
+            sent=progress.sent,
+            rejected=len(rejections),
+            batches=progress.batches,
+            bytes_sent=progress.bytes_sent,
+            retries=progress.retries,
         )
         if rejections:
             self._runs.put_rejections(sync.name, chunk.run_id, f"chunk{chunk.number:06d}", rejections)
         counted = self._runs.record_chunk(sync.name, chunk.run_id, chunk.number, tally)
         logger.info(
             "chunk delivered",
-            extra={"sync": sync.name, "run_id": chunk.run_id, "chunk": chunk.number, "rows": tally.rows,
-                   "sent": tally.sent, "rejected": tally.rejected, "batches": tally.batches, "counted": counted},
+            extra={
+                "sync": sync.name,
+                "run_id": chunk.run_id,
+                "chunk": chunk.number,
+                "rows": tally.rows,
+                "sent": tally.sent,
+                "rejected": tally.rejected,
+                "batches": tally.batches,
+                "counted": counted,
+            },
         )
-        return ChunkOutcome(chunk.run_id, chunk.number, duplicate=not counted, tally=tally, rejections=rejections)
+        return ChunkOutcome(
+            chunk.run_id, chunk.number, duplicate=not counted, tally=tally, rejections=rejections
+        )
 
     def _map(self, chunk: Chunk, mapper: Mapper) -> tuple[list[Mapped], list[Rejection]]:
         messages: list[Mapped] = []
@@ -107,7 +144,12 @@ class Sender:
         return messages, rejections
 
     def _deliver(
-        self, client: SegmentClient, batch: list[bytes], keys: dict[int, str], deadline: float, progress: _Progress
+        self,
+        client: SegmentClient,
+        batch: list[bytes],
+        keys: dict[int, str],
+        deadline: float,
+        progress: _Progress,
     ) -> None:
         """Post a batch; on a 400, bisect to find the messages Segment refuses and reject only those."""
         progress.batches += 1
@@ -129,7 +171,8 @@ class Sender:
     def _client(self, destination: SegmentConnection) -> tuple[SegmentClient, RateLimiter]:
         cache_key = destination.model_dump_json()
         if cache_key not in self._clients:
-            limiter = RateLimiter(destination.events_per_second / self._concurrency)
+            rate = min(destination.events_per_second, self._cap or destination.events_per_second)
+            limiter = RateLimiter(rate / self._concurrency)
             self._clients[cache_key] = (self._client_factory(destination, limiter.throttled), limiter)
         return self._clients[cache_key]
 

@@ -42,6 +42,8 @@ class SenderSettings(_EnvSettings):
 
     runs_table: str = Field(min_length=1)
     sender_max_concurrency: int = Field(default=1, gt=0)
+    segment_events_per_second: int | None = Field(default=None, gt=0)
+    """The install's ceiling for any destination's events/s (Segment's budget is per workspace)."""
 
 
 @cache
@@ -56,11 +58,14 @@ def aws_client(service: str, endpoint: str | None, region: str | None) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name=region)
 
 
+def aws_endpoint() -> str | None:
+    """moto's server in local mode; None (the real AWS endpoints) in Lambda."""
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def dynamodb_table(name: str) -> Any:
-    return aws_resource("dynamodb", os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION")).Table(
-        name
-    )
+    return aws_resource("dynamodb", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION")).Table(name)
 
 
 def sqs_client() -> Any:
-    return aws_client("sqs", os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION"))
+    return aws_client("sqs", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION"))

@@ -145,7 +145,9 @@ class RunStore:
             }
         )
 
-    def planned(self, sync: str, run_id: str, *, rows_read: int, chunks: int, rejected: int, seconds: float) -> None:
+    def planned(
+        self, sync: str, run_id: str, *, rows_read: int, chunks: int, rejected: int, seconds: float
+    ) -> None:
         """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``."""
         self._table.update_item(
             Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
@@ -175,6 +177,19 @@ class RunStore:
                 ":now": Decimal(str(round(self._clock(), 3))),
             },
         )
+
+    def chunk_failed(self, sync: str, run_id: str, number: int, error: str) -> None:
+        """Keep the latest delivery failure on the run, so its history says why it is not delivered."""
+        try:
+            self._table.update_item(
+                Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+                UpdateExpression="SET last_error = :error ADD failed_attempts :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":error": f"chunk {number}: {error}", ":one": 1},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def chunk_recorded(self, run_id: str, number: int) -> bool:
         """Whether a chunk was already delivered and counted (a redelivered SQS message)."""

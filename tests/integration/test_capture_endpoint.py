@@ -6,6 +6,7 @@ import re
 import orjson
 import pytest
 import requests
+
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 
 WRITE_KEY = "wk_capture_SECRET"

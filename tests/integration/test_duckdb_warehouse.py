@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from segsync.config import DuckDBConnection
 from segsync.errors import WarehouseError
 from segsync.warehouse.duckdb import DuckDBWarehouse

@@ -21,7 +21,9 @@ def _context() -> LambdaContext:
 def _queued_chunks(stack) -> list:
     sqs = stack.client("sqs")
     chunks = []
-    while messages := sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get("Messages", []):
+    while messages := sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
         chunks.extend(decode(m["Body"]) for m in messages)
     return chunks
 
@@ -88,8 +90,11 @@ def test_failing_model_sql_fails_that_sync_only_and_quotes_the_warehouse(
 def test_a_sync_item_broken_in_the_console_fails_naming_the_field(stack, pushed_project, planner_handler):
     # Given someone removed the key of demo-users in the DynamoDB console
     table = stack.table(os.environ["SYNCS_TABLE"])
-    table.update_item(Key={"kind": "sync", "name": "demo-users"}, UpdateExpression="REMOVE #k",
-                      ExpressionAttributeNames={"#k": "key"})
+    table.update_item(
+        Key={"kind": "sync", "name": "demo-users"},
+        UpdateExpression="REMOVE #k",
+        ExpressionAttributeNames={"#k": "key"},
+    )
 
     # When the schedule ticks
     response = planner_handler({"trigger": "schedule"}, _context())
@@ -102,13 +107,17 @@ def test_a_sync_item_broken_in_the_console_fails_naming_the_field(stack, pushed_
     assert runs["demo-events"]["status"] == "sending"
 
 
-def test_a_mapped_column_missing_from_the_model_fails_the_run_naming_it(stack, pushed_project, planner_handler):
+def test_a_mapped_column_missing_from_the_model_fails_the_run_naming_it(
+    stack, pushed_project, planner_handler
+):
     # Given demo-users maps a trait to a column the model does not return
     from segsync.store import SyncStore
 
     sync = pushed_project.sync("demo-users")
     broken = sync.model_copy(update={"traits": {**sync.traits, "phone": "phone_number"}})
-    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(pushed_project.model_copy(update={"syncs": [broken]}))
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(
+        pushed_project.model_copy(update={"syncs": [broken]})
+    )
 
     # When it runs
     response = planner_handler({"sync": "demo-users"}, _context())

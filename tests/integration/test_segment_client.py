@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 import requests
+
 from segsync.errors import DeliveryError
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.segment import BatchRejected, SegmentClient

@@ -52,7 +52,9 @@ def sample_run(stack):
     return runs
 
 
-def test_the_sample_sqs_event_is_delivered_and_counted(stack, sample_run, capture, sqs_event_factory, sender_handler):
+def test_the_sample_sqs_event_is_delivered_and_counted(
+    stack, sample_run, capture, sqs_event_factory, sender_handler
+):
     # Given the sample SQS event (one chunk of three users)
     event = sqs_event_factory()
 
@@ -146,4 +148,9 @@ def test_the_sample_chunk_is_a_valid_chunk():
     # Given the committed sample event, When its body is decoded, Then it is a chunk of the demo-users sync
     body = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())["Records"][0]["body"]
     chunk = decode(body)
-    assert (chunk.run_id, chunk.number, chunk.sync["name"], len(chunk.rows)) == (SAMPLE_RUN, 1, "demo-users", 3)
+    assert (chunk.run_id, chunk.number, chunk.sync["name"], len(chunk.rows)) == (
+        SAMPLE_RUN,
+        1,
+        "demo-users",
+        3,
+    )

@@ -22,10 +22,11 @@ from aws_lambda_powertools.utilities import parameters
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
+from snowflake.connector.errors import DatabaseError
+
 from segsync.config import SecretRef, SnowflakeConnection
 from segsync.errors import SecretError, WarehouseError
 from segsync.warehouse.snowflake import SnowflakeWarehouse
-from snowflake.connector.errors import DatabaseError
 
 PASSWORD = "correct-horse-battery-staple"
 

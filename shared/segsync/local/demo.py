@@ -15,8 +15,9 @@ CREATE TABLE users AS
 SELECT
     'user_' || lpad(i::VARCHAR, 6, '0')                                    AS user_id,
     'user' || i || '@example.com'                                          AS email,
-    (['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken'])[1 + i % 8]
-        || ' ' || (['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'Thompson'])[1 + (i * 7) % 8]
+    (['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken'])[1 + i % 8] || ' '
+        || (['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'Thompson'])
+           [1 + (i * 7) % 8]
                                                                            AS name,
     (['free', 'starter', 'pro', 'enterprise'])[1 + (i * 13) % 4]          AS plan,
     TIMESTAMP '2024-01-01 00:00:00' + to_seconds((i * 7919) % 31536000)    AS created_at,

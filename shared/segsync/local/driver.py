@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -88,9 +87,9 @@ class LocalDriver:
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
-        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         self._planner = planner
         self._sender = sender
         self._batch_size = batch_size
@@ -100,7 +99,9 @@ class LocalDriver:
         """Invoke the planner handler once with ``event``."""
         return self._planner(event, LambdaContext("segsync-planner", PLANNER_TIMEOUT_S))
 
-    def drain(self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0) -> DrainStats:
+    def drain(
+        self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0
+    ) -> DrainStats:
         """Hand every chunk to the sender until the queue is empty (retries included)."""
         stats = DrainStats()
         started = time.monotonic()
@@ -162,4 +163,8 @@ class LocalDriver:
             QueueUrl=self._queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
+        return (
+            int(attributes["ApproximateNumberOfMessages"])
+            + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            == 0
+        )

@@ -9,9 +9,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from segsync.config import Project
+from segsync.config import Project, SegmentConnection
+from segsync.errors import ConfigError, SecretError
 from segsync.local.driver import LocalDriver, load_handler
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
+from segsync.secrets import resolve
 from segsync.store import RunStore, SyncStore
 
 TOP_REASONS = 5
@@ -65,7 +67,9 @@ class ProgressBar:
         self._done += chunks
         if self._enabled:
             filled = int(30 * min(self._done, self._total) / self._total)
-            self._stream.write(f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done}/{self._total} chunks")
+            self._stream.write(
+                f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done}/{self._total} chunks"
+            )
             self._stream.flush()
 
     def close(self) -> None:
@@ -73,11 +77,13 @@ class ProgressBar:
             self._stream.write("\n")
 
 
-def run_local(project: Project, sync_names: list[str] | None = None, *, trigger: str = "local") -> LocalReport:
+def run_local(
+    project: Project, sync_names: list[str] | None = None, *, trigger: str = "local"
+) -> LocalReport:
     """Run the named syncs (default: every enabled one) through the real handlers on a local stack."""
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
-        project.sync(name)
+        _check_write_key(project, project.sync(name).destination)
     started = time.monotonic()
     with local_stack() as stack:
         SyncStore(stack.table(SYNCS_TABLE)).push(project)
@@ -100,6 +106,16 @@ def run_local(project: Project, sync_names: list[str] | None = None, *, trigger:
     )
 
 
+def _check_write_key(project: Project, destination: str) -> None:
+    """Fail before starting when a write key in the environment is missing: every chunk would fail."""
+    connection = project.connections[destination]
+    if isinstance(connection, SegmentConnection) and connection.write_key.env is not None:
+        try:
+            resolve(connection.write_key, f"connection '{destination}': Segment write key")
+        except SecretError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def _summary(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
     item = runs.run(sync, run_id)
     reasons = Counter(f"{r['field']}: {_reason_kind(r['reason'])}" for r in runs.rejections(run_id))
@@ -113,7 +129,7 @@ def _summary(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
         batches=item.get("batches", 0),
         rejected=item.get("rejected_planner", 0) + item.get("rejected_sender", 0),
         seconds=round(finished - item["started_at"], 3),
-        error=item.get("error"),
+        error=item.get("error") or (item.get("last_error") if item.get("status") != "delivered" else None),
         rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
     )
 

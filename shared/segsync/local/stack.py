@@ -52,20 +52,29 @@ def create_resources(endpoint: str | None) -> LocalStack:
             TableName=name,
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
-            KeySchema=[{"AttributeName": keys[0], "KeyType": "HASH"}, {"AttributeName": keys[1], "KeyType": "RANGE"}],
+            KeySchema=[
+                {"AttributeName": keys[0], "KeyType": "HASH"},
+                {"AttributeName": keys[1], "KeyType": "RANGE"},
+            ],
         )
     dynamodb.update_time_to_live(
         TableName=RUNS_TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )
     sqs = session.client("sqs", endpoint_url=endpoint)
-    dlq_url = sqs.create_queue(QueueName=DEAD_LETTER_QUEUE, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_url = sqs.create_queue(QueueName=DEAD_LETTER_QUEUE, Attributes={"MessageRetentionPeriod": "1209600"})[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue_url = sqs.create_queue(
         QueueName=QUEUE,
         Attributes={
             "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
             "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
-            "RedrivePolicy": orjson.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}).decode(),
+            "RedrivePolicy": orjson.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+            ).decode(),
         },
     )["QueueUrl"]
     env = {

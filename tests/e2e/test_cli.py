@@ -1,0 +1,64 @@
+"""The segsync command as a user meets it: clear one-line errors, machine-readable output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import yaml
+
+from segsync.cli import main
+
+
+def _edit(project_file: Path, change) -> Path:
+    data = yaml.safe_load(project_file.read_text())
+    change(data)
+    project_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return project_file
+
+
+def test_validate_accepts_the_demo_project(project_file, capsys):
+    # When a valid project file is validated with --json
+    code = main(["validate", str(project_file), "--json"])
+
+    # Then it exits 0 and lists the syncs
+    assert code == 0
+    assert orjson.loads(capsys.readouterr().out)["syncs"] == ["demo-users", "demo-events"]
+
+
+def test_a_misspelled_field_names_the_sync_and_the_field_without_a_traceback(project_file, capsys):
+    # Given demo-users says "trait" where it means "traits"
+    _edit(project_file, lambda d: d["syncs"][0].update(trait=d["syncs"][0].pop("traits")))
+
+    # When the file is validated
+    code = main(["validate", str(project_file)])
+
+    # Then one clear line names the sync and the field, exit code 2
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "sync 'demo-users' field 'trait'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_write_key_says_so_before_anything_runs(project_file, capsys, monkeypatch):
+    # Given SEGMENT_WRITE_KEY is not set
+    monkeypatch.delenv("SEGMENT_WRITE_KEY", raising=False)
+
+    # When one sync runs locally with --json
+    code = main(["run", "--local", str(project_file), "--sync", "demo-users", "--json"])
+
+    # Then it stops at once with a message naming the connection and the variable
+    out = orjson.loads(capsys.readouterr().out)
+    assert code == 2 and out["ok"] is False
+    assert out["error"] == (
+        "connection 'segment': Segment write key: environment variable SEGMENT_WRITE_KEY is not set"
+    )
+
+
+def test_an_unknown_sync_name_is_a_usage_error(project_file, capsys):
+    # When a sync that does not exist is asked for
+    code = main(["run", "--local", str(project_file), "--sync", "nope"])
+
+    # Then the error lists the syncs that do exist
+    assert code == 2
+    assert "no sync named 'nope' (have: demo-users, demo-events)" in capsys.readouterr().err

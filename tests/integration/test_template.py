@@ -1,0 +1,378 @@
+"""The SAM template, linted and translated offline: IAM boundaries, queue, event source, schedule, layers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+DEPS_REQUIREMENTS = ROOT / "layers" / "deps" / "requirements.txt"
+LOCAL_ENV = ROOT / "events" / "local-env.json"
+# aws-sam-translator pins an older pydantic than segsync, so it lives in the SAM CLI's virtualenv.
+SAM_VENV_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+
+# Run under a Python that has aws-sam-translator; reads the template on stdin and prints
+# {"source": <parsed template>, "translated": <CloudFormation>}. Local CodeUri/ContentUri become
+# s3:// URIs (the translator accepts nothing else) and policy names have no IAM to be looked up in.
+TRANSLATE = r"""
+import copy, json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+
+source = yaml_parse(sys.stdin.read())
+template = copy.deepcopy(source)
+for resource in template["Resources"].values():
+    properties = resource.get("Properties", {})
+    for uri in ("CodeUri", "ContentUri"):
+        if isinstance(properties.get(uri), str):
+            properties[uri] = "s3://segsync-template-test/" + properties[uri].strip("/")
+json.dump({"source": source, "translated": transform(template, {}, NoManagedPolicies())}, sys.stdout)
+"""
+
+DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:")
+# Managed policies SAM may attach; anything else (e.g. AWSLambdaSQSQueueExecutionRole, which may
+# receive and delete on every queue) would grant data access on "*".
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+SQS_MESSAGE_BYTES = 1024 * 1024
+
+
+def _translator_python() -> str:
+    if importlib.util.find_spec("samtranslator") is not None:
+        return sys.executable
+    if SAM_VENV_PYTHON.exists():
+        return str(SAM_VENV_PYTHON)
+    pytest.fail("aws-sam-translator not found: run `make sam-venv` (the SAM CLI's virtualenv brings it)")
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, Any]:
+    completed = subprocess.run(
+        [_translator_python(), "-c", TRANSLATE],
+        input=TEMPLATE.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+        check=False,
+    )
+    assert completed.returncode == 0, f"SAM translation failed:\n{completed.stderr}"
+    return json.loads(completed.stdout)
+
+
+@pytest.fixture(scope="module")
+def source(templates: dict[str, Any]) -> dict[str, Any]:
+    return templates["source"]["Resources"]
+
+
+@pytest.fixture(scope="module")
+def resources(templates: dict[str, Any]) -> dict[str, Any]:
+    return templates["translated"]["Resources"]
+
+
+def _of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r.get("Properties", {}) for name, r in resources.items() if r["Type"] == kind}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(role: dict[str, Any]) -> Iterator[tuple[list[str], list[Any]]]:
+    """(actions, resources) of each Allow statement in a role's inline policies."""
+    for policy in role.get("Policies", []):
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            if statement["Effect"] == "Allow":
+                yield _as_list(statement["Action"]), _as_list(statement["Resource"])
+
+
+def _role_of(resources: dict[str, Any], function: str) -> str:
+    role = resources[function]["Properties"]["Role"]
+    assert "Fn::GetAtt" in role, f"{function}'s role is not one of this stack's roles: {role}"
+    return role["Fn::GetAtt"][0]
+
+
+def _roles_granting(resources: dict[str, Any], action: str, resource_mentions: str) -> set[str]:
+    return {
+        name
+        for name, role in _of_type(resources, "AWS::IAM::Role").items()
+        for actions, targets in _statements(role)
+        if action in actions and any(resource_mentions in json.dumps(target) for target in targets)
+    }
+
+
+def _env(resources: dict[str, Any], function: str) -> dict[str, Any]:
+    return resources[function]["Properties"]["Environment"]["Variables"]
+
+
+# ---------------------------------------------------------------------------------------- IAM
+
+
+def test_only_the_planner_reads_warehouse_secrets(resources):
+    # Given the translated template
+    planner_role = _role_of(resources, "PlannerFunction")
+
+    # When we look for roles that may read secrets under the warehouse prefix
+    readers = _roles_granting(resources, "secretsmanager:GetSecretValue", "${WarehouseSecretsPrefix}*")
+
+    # Then only the planner's role may
+    assert readers == {planner_role}
+
+
+def test_only_the_sender_reads_segment_secrets(resources):
+    # Given the translated template
+    sender_role = _role_of(resources, "SenderFunction")
+
+    # When we look for roles that may read secrets under the Segment prefix
+    readers = _roles_granting(resources, "secretsmanager:GetSecretValue", "${SegmentSecretsPrefix}*")
+
+    # Then only the sender's role may
+    assert readers == {sender_role}
+
+
+def test_the_sender_reaches_the_runs_table_but_not_the_syncs_table(resources):
+    # Given the sender's role
+    role = _of_type(resources, "AWS::IAM::Role")[_role_of(resources, "SenderFunction")]
+
+    # When we list what its DynamoDB statements name
+    dynamodb = [t for actions, t in _statements(role) if any(a.startswith("dynamodb:") for a in actions)]
+    targets = json.dumps(dynamodb)
+
+    # Then the runs table is there and the syncs table is not, nor is the syncs table in its environment
+    assert "RunsTable" in targets
+    assert "SyncsTable" not in json.dumps(role)
+    assert "SYNCS_TABLE" not in _env(resources, "SenderFunction")
+
+
+def test_no_data_access_on_wildcard_resources(resources):
+    # Given every role in the stack
+    roles = _of_type(resources, "AWS::IAM::Role")
+
+    # When we collect DynamoDB, SQS and Secrets Manager statements on "*", and managed policies
+    wildcard = [
+        (name, actions)
+        for name, role in roles.items()
+        for actions, targets in _statements(role)
+        if any(a.startswith(DATA_SERVICES) or a == "*" for a in actions) and "*" in targets
+    ]
+    managed = {arn for role in roles.values() for arn in role.get("ManagedPolicyArns", [])}
+
+    # Then there are none, and no managed policy brings them in by the back door
+    assert wildcard == []
+    assert managed <= ALLOWED_MANAGED_POLICIES
+
+
+def test_each_function_gets_only_the_settings_it_reads(resources):
+    # Given the two functions' environments
+    planner, sender = _env(resources, "PlannerFunction"), _env(resources, "SenderFunction")
+
+    # When / Then the planner is pointed at both tables and the queue, the sender at runs and its rate
+    assert planner["SYNCS_TABLE"] == {"Ref": "SyncsTable"}
+    assert planner["RUNS_TABLE"] == {"Ref": "RunsTable"}
+    assert planner["QUEUE_URL"] == {"Ref": "ChunkQueue"}
+    assert sender["RUNS_TABLE"] == {"Ref": "RunsTable"}
+    assert sender["SENDER_MAX_CONCURRENCY"] == {"Ref": "SenderMaxConcurrency"}
+    assert sender["SEGMENT_EVENTS_PER_SECOND"] == {"Ref": "SegmentEventsPerSecond"}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    assert powertools <= planner.keys()
+    assert powertools <= sender.keys()
+    assert "SEGMENT_WRITE_KEY" not in planner
+
+
+def test_local_only_variables_are_absent_in_aws(resources):
+    # Given the variables that only `sam local invoke` fills in
+    no_value = {"Ref": "AWS::NoValue"}
+
+    # When / Then CloudFormation drops them: no endpoint override or env write key reaches AWS
+    assert _env(resources, "PlannerFunction")["AWS_ENDPOINT_URL"] == no_value
+    assert _env(resources, "SenderFunction")["AWS_ENDPOINT_URL"] == no_value
+    assert _env(resources, "SenderFunction")["SEGMENT_WRITE_KEY"] == no_value
+
+
+def test_local_env_file_sets_only_variables_the_template_declares(resources):
+    # Given the env-vars file of `make invoke-planner` / `make invoke-sender`
+    local_env = json.loads(LOCAL_ENV.read_text())
+
+    # When we compare it with what each function declares (sam local ignores anything else)
+    undeclared = {
+        function: sorted(set(variables) - set(_env(resources, function)))
+        for function, variables in local_env.items()
+    }
+
+    # Then every variable it sets reaches the function, and both are pointed at the local stack
+    assert set(local_env) == {"PlannerFunction", "SenderFunction"}
+    assert undeclared == {"PlannerFunction": [], "SenderFunction": []}
+    assert all(variables["AWS_ENDPOINT_URL"].startswith("http://") for variables in local_env.values())
+    assert all(isinstance(value, str) for variables in local_env.values() for value in variables.values())
+
+
+# ---------------------------------------------------------------------------------------- queue
+
+
+def test_queue_visibility_covers_six_sender_timeouts(resources):
+    # Given the chunk queue and the sender
+    queue = resources["ChunkQueue"]["Properties"]
+    sender = resources["SenderFunction"]["Properties"]
+
+    # When / Then a chunk stays invisible for at least 6 sender timeouts
+    assert queue["VisibilityTimeout"] >= 6 * sender["Timeout"]
+
+
+def test_queue_takes_1_mib_chunks_encrypted_and_redrives_to_the_dlq(resources):
+    # Given the queues
+    queue = resources["ChunkQueue"]["Properties"]
+    dlq = resources["ChunkDeadLetterQueue"]["Properties"]
+
+    # When / Then chunks up to 1 MiB fit, failures park in the DLQ after 5 receives, kept 14 days
+    assert queue["MaximumMessageSize"] == SQS_MESSAGE_BYTES
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ChunkDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["MaximumMessageSize"] == SQS_MESSAGE_BYTES
+    for properties in _of_type(resources, "AWS::SQS::Queue").values():
+        assert properties["SqsManagedSseEnabled"] is True
+
+
+def test_sender_event_source_reports_partial_failures_and_is_throttled(resources):
+    # Given the event source mapping that feeds the sender
+    [mapping] = [
+        m
+        for m in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if m["FunctionName"] == {"Ref": "SenderFunction"}
+    ]
+
+    # When / Then it reads the chunk queue, reports failed records one by one, fits Lambda's payload
+    # cap with full-size chunks, and its concurrency is the parameter the sender divides its rate by
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ChunkQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] * SQS_MESSAGE_BYTES <= LAMBDA_PAYLOAD_BYTES
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SenderMaxConcurrency"}}
+
+
+# ---------------------------------------------------------------------------------------- schedule
+
+
+def test_planner_schedule_retries_and_has_its_own_dlq(resources):
+    # Given the EventBridge Scheduler schedule that targets the planner
+    [(name, schedule)] = [
+        (n, s)
+        for n, s in _of_type(resources, "AWS::Scheduler::Schedule").items()
+        if s["Target"]["Arn"] == {"Fn::GetAtt": ["PlannerFunction", "Arn"]}
+    ]
+    target = schedule["Target"]
+    scheduler_role = _of_type(resources, "AWS::IAM::Role")[target["RoleArn"]["Fn::GetAtt"][0]]
+
+    # When / Then it ticks on the parameter, retries, dead-letters to its own queue it may write to,
+    # and has no fixed name that a second stack in the account would collide with
+    assert schedule["ScheduleExpression"] == {"Ref": "TickSchedule"}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+    assert (["sqs:SendMessage"], [{"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}]) in list(
+        _statements(scheduler_role)
+    )
+    assert "Name" not in schedule, f"{name} has a fixed name"
+
+
+def test_alarms_watch_both_dlqs_and_planner_errors(resources):
+    # Given the alarms
+    alarms = _of_type(resources, "AWS::CloudWatch::Alarm").values()
+
+    # When we list what they watch
+    watched = {(a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms}
+
+    # Then both dead-letter queues and the planner's errors are covered
+    depth = "ApproximateNumberOfMessagesVisible"
+    assert (depth, json.dumps({"Fn::GetAtt": ["ChunkDeadLetterQueue", "QueueName"]})) in watched
+    assert (depth, json.dumps({"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]})) in watched
+    assert ("Errors", json.dumps({"Ref": "PlannerFunction"})) in watched
+
+
+def test_no_hard_coded_physical_names(resources):
+    # Given every resource of the translated stack
+    name_keys = {
+        "TableName",
+        "QueueName",
+        "FunctionName",
+        "RoleName",
+        "AlarmName",
+        "LogGroupName",
+        "LayerName",
+    }
+    # these two name the function they configure, not themselves
+    referring = {"AWS::Lambda::EventSourceMapping", "AWS::Lambda::EventInvokeConfig"}
+
+    # When we collect literal names (intrinsics derived from the stack are fine)
+    literal = [
+        (name, key)
+        for name, resource in resources.items()
+        if resource["Type"] not in referring
+        for key, value in resource.get("Properties", {}).items()
+        if key in name_keys and isinstance(value, str)
+    ]
+
+    # Then there are none
+    assert literal == []
+
+
+# ---------------------------------------------------------------------------------------- layers
+
+
+def test_layers_are_built_by_sam_for_the_functions_runtime_and_architecture(source):
+    # Given the source template's layers and functions' shared settings
+    layers = {n: r for n, r in source.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
+
+    # When / Then `sam build` builds each layer with pip for python3.12 on arm64 (its default is x86_64)
+    assert set(layers) == {"DependenciesLayer", "LibraryLayer"}
+    assert layers["DependenciesLayer"]["Properties"]["ContentUri"].rstrip("/") == "layers/deps"
+    assert layers["LibraryLayer"]["Properties"]["ContentUri"].rstrip("/") == "shared"
+    for layer in layers.values():
+        assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+
+
+def test_dependency_layer_ships_exactly_the_runtime_pins(resources):
+    # Given the project's runtime dependencies and the layer's requirements
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = (line.strip() for line in DEPS_REQUIREMENTS.read_text().splitlines())
+    layer = [line for line in lines if line and not line.startswith("#")]
+
+    # When / Then they are the same pins, and nothing local-only (duckdb, moto, ...) rides along
+    assert sorted(layer) == sorted(project)
+    assert not [line for line in layer if re.match(r"(duckdb|pyarrow|moto|fakesnow|pytest)\b", line)]
+
+
+# ---------------------------------------------------------------------------------------- lint
+
+
+def test_cfn_lint_finds_nothing():
+    # Given cfn-lint, as `make validate` runs it
+    from cfnlint.api import ManualArgs, lint_file
+
+    # When it lints the template
+    matches = lint_file(TEMPLATE, config=ManualArgs(regions=["us-east-1"]))
+
+    # Then it reports no error and no warning
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
