@@ -182,3 +182,30 @@ def parse_timestamp(value: Any) -> str | None:
     except (ValueError, OverflowError, OSError):
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def source_columns(sync: UserSync | TrackSync, columns: list[str]) -> list[str]:
+    """The model columns whose values shape this sync's messages: the row hash covers exactly these.
+
+    A change in any other column sends nothing; a change in one of these re-sends the row.
+    """
+    find = column_index(columns, sync.name)
+    sources: list[Source] = [sync.key]
+    if isinstance(sync, UserSync):
+        sources += list(sync.traits.values())
+    else:
+        sources += [sync.event, *sync.properties.values()]
+        sources += [c for c in (sync.user_id, sync.anonymous_id, sync.timestamp) if c]
+    positions = sorted({find(s, "mapping") for s in sources if not isinstance(s, Value)})
+    return [columns[p] for p in positions]
+
+
+def mapping_fingerprint(sync: UserSync | TrackSync) -> str:
+    """A short digest of everything that shapes a message but is not a column value.
+
+    It seeds the row hash, so changing a mapping (a renamed trait, a new constant) re-sends every row.
+    """
+    shape = sync.model_dump(
+        mode="json", exclude={"name", "enabled", "source", "destination", "model", "schedule"}
+    )
+    return hashlib.blake2b(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
