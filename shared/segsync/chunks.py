@@ -7,7 +7,7 @@ import gzip
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ import orjson
 FORMAT_VERSION = 1
 GZIP_PREFIX = "gz:"
 COMPRESS_OVER_BYTES = 2_048
-ROW_OPTIONS = orjson.OPT_NAIVE_UTC
+ROW_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -40,13 +40,19 @@ def encode_value(value: Any) -> Any:
     """orjson ``default``: the warehouse types orjson does not know, as JSON Segment accepts.
 
     Decimals become numbers when the number prints back exactly (money stays 12.34), else strings,
-    so no digit is ever lost to a float.
+    so no digit is ever lost to a float. Timestamps become ISO-8601 in UTC (naive ones are taken as
+    UTC, as warehouses store them).
     """
     if isinstance(value, Decimal):
         if not value.is_finite():
             return None
         as_float = float(value)
         return as_float if math.isfinite(as_float) and Decimal(repr(as_float)) == value else str(value)
+    if isinstance(value, datetime):
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, timedelta):
@@ -103,11 +109,7 @@ def header(sync: dict[str, Any], destination: dict[str, Any], columns: list[str]
 def decode(body: str) -> Chunk:
     """Parse a chunk body (either form); raises ValueError on anything that is not a chunk."""
     try:
-        raw = (
-            gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :]))
-            if body.startswith(GZIP_PREFIX)
-            else body
-        )
+        raw = gzip.decompress(base64.b64decode(body[len(GZIP_PREFIX) :])) if body.startswith(GZIP_PREFIX) else body
         data = orjson.loads(raw)
     except (OSError, EOFError, ValueError) as exc:
         raise ValueError(f"not a segsync chunk: {type(exc).__name__}") from None

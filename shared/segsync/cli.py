@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from segsync.commands import EXIT_USAGE, local, print_json, validate
+from segsync.commands import EXIT_USAGE, history, local, preview, print_json, validate
 from segsync.errors import SegsyncError
 
-COMMANDS = (validate, local)
+COMMANDS = (validate, local, preview, history)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

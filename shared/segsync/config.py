@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -39,9 +44,7 @@ class SecretRef(Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.secret is None):
-            raise ValueError(
-                "give exactly one of 'env' (an environment variable) or 'secret' (a Secrets Manager name)"
-            )
+            raise ValueError("give exactly one of 'env' (an environment variable) or 'secret' (a Secrets Manager name)")
         return self
 
 
@@ -91,13 +94,11 @@ class SegmentConnection(Model):
         return self.endpoint or SEGMENT_HOSTS[self.region]
 
 
-Connection = Annotated[
-    DuckDBConnection | SnowflakeConnection | SegmentConnection, Field(discriminator="type")
-]
+Connection = Annotated[DuckDBConnection | SnowflakeConnection | SegmentConnection, Field(discriminator="type")]
 
 
 class Value(Model):
-    """A constant in place of a column."""
+    """A constant in place of a column: ``{value: warehouse}``; ``{value: null}`` sends null on purpose."""
 
     value: Any
 
@@ -108,11 +109,114 @@ class Value(Model):
             orjson.dumps(value)
         except orjson.JSONEncodeError as exc:
             raise ValueError(f"a constant must be plain JSON: {exc}") from None
+        if not _finite(value):
+            raise ValueError("a constant must be plain JSON: NaN and Infinity are not JSON numbers")
         return value
 
+    @model_serializer(mode="plain")
+    def _always_with_value(self) -> dict[str, Any]:
+        # Dumped with exclude_none (chunks, the syncs table), {value: null} must not become {}.
+        return {"value": self.value}
 
-Source = Annotated[str, Field(min_length=1)] | Value
-"""A mapping source: a column name, or ``{value: ...}`` for a constant."""
+
+NullPolicy = Literal["send", "omit"]
+"""What a null value does: ``send`` it as null (clears the field downstream) or ``omit`` the field."""
+
+
+class Column(Model):
+    """A column with its own null rule, in place of a bare column name: ``{column: plan, nulls: send}``."""
+
+    column: str = Field(min_length=1)
+    nulls: NullPolicy | None = Field(default=None, description="overrides the sync's null_values")
+
+
+def _source_kind(source: Any) -> str | None:
+    """Which form a mapping source takes, so an error speaks of that form only."""
+    if isinstance(source, str):
+        return "str"
+    if isinstance(source, Value) or (isinstance(source, dict) and "value" in source):
+        return "Value"
+    if isinstance(source, Column | dict):
+        return "Column"
+    return None
+
+
+Source = Annotated[
+    Annotated[str, Field(min_length=1), Tag("str")] | Annotated[Value, Tag("Value")] | Annotated[Column, Tag("Column")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source",
+        custom_error_message="give a column name, {value: constant} or {column: name, nulls: send|omit}",
+    ),
+]
+"""A mapping source: a column name, ``{value: ...}`` for a constant, or ``{column: ..., nulls: ...}``."""
+
+Normalization = Literal["none", "snake_case", "camelCase", "PascalCase", "Title Case", "lowercase"]
+
+MESSAGE_FIELDS_SET_BY_SEGSYNC = {
+    "type": "the sync's object",
+    "messageId": "segsync (it makes resends deduplicate)",
+    "userId": "the sync's identity columns (key/key_field or user_id)",
+    "anonymousId": "the sync's identity columns (key/key_field or anonymous_id)",
+    "groupId": "the sync's group_id",
+    "event": "the sync's event",
+    "timestamp": "the sync's timestamp",
+    "sentAt": "the sender, at send time",
+    "receivedAt": "Segment",
+    "originalTimestamp": "Segment",
+    "writeKey": "the destination's write key",
+}
+RESERVED_TARGETS = {("context", "library"): "context.library names segsync and is set by segsync"}
+_TARGET_SEGMENT = re.compile(r'"([^"]+)"|([^."]+)')
+
+
+def parse_target(text: str) -> tuple[str, ...]:
+    """Split a mapping target into its path: ``properties.order.total`` → (properties, order, total).
+
+    A segment holding a dot is quoted: ``integrations."Segment.io"``.
+
+    Raises:
+        ValueError: an empty segment, a stray quote, or a leading/trailing dot.
+    """
+    parts: list[str] = []
+    position = 0
+    while True:
+        match = _TARGET_SEGMENT.match(text, position)
+        if match is None:
+            raise ValueError(
+                f"target '{text}' is not a dotted path such as traits.plan or context.traits.email "
+                '(quote a name that holds a dot: integrations."Segment.io")'
+            )
+        parts.append(match.group(1) if match.group(1) is not None else match.group(2))
+        position = match.end()
+        if position == len(text):
+            return tuple(parts)
+        if text[position] != "." or position + 1 == len(text):
+            raise ValueError(
+                f"target '{text}' is not a dotted path such as traits.plan or context.traits.email "
+                '(quote a name that holds a dot: integrations."Segment.io")'
+            )
+        position += 1
+
+
+def format_target(path: tuple[str, ...]) -> str:
+    """The inverse of parse_target, for messages: segments holding a dot are quoted."""
+    return ".".join(f'"{p}"' if "." in p else p for p in path)
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _integration_setting(value: Any) -> bool:
+    """Segment's integrations object holds true/false or an options object per destination."""
+    return isinstance(value, bool | dict)
 
 
 class SyncBase(Model):
@@ -125,6 +229,79 @@ class SyncBase(Model):
     model: str = Field(min_length=1, description="SQL run against the warehouse")
     schedule: str | None = Field(default=None, pattern=r"^(rate|cron)\(.+\)$")
 
+    OBJECT_FIELD: ClassVar[str] = "traits"
+    """The message object a sync's named fields and Sync All Properties fill (traits or properties)."""
+
+    @property
+    def named_fields(self) -> dict[str, Source]:
+        """The ``traits:`` (User, Group) or ``properties:`` (Track) mapping."""
+        return getattr(self, self.OBJECT_FIELD)
+
+    def targets(self) -> list[tuple[str, tuple[str, ...], Source]]:
+        """Every explicit mapping as (sync field, path in the message, source), named fields first.
+
+        ``traits: {plan: plan}`` gives ("traits.plan", ("traits", "plan"), "plan");
+        ``mappings: {context.ip: ip}`` gives ("mappings.context.ip", ("context", "ip"), "ip").
+        """
+        named = [
+            (f"{self.OBJECT_FIELD}.{name}", (self.OBJECT_FIELD, name), source)
+            for name, source in self.named_fields.items()
+        ]
+        return named + [
+            (f"mappings.{target}", parse_target(target), source) for target, source in self.mappings.items()
+        ]
+
+    @field_validator("mappings", check_fields=False)
+    @classmethod
+    def _targets(cls, mappings: dict[str, Source], info: ValidationInfo) -> dict[str, Source]:
+        roots = (cls.OBJECT_FIELD, "context", "integrations")
+        named = info.data.get(cls.OBJECT_FIELD) or {}
+        problems = []
+        seen: dict[tuple[str, ...], str] = {}
+        for target, source in mappings.items():
+            try:
+                path = parse_target(target)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            problem = _target_problem(path, source, roots, named, cls.OBJECT_FIELD)
+            if problem is None and path in seen:
+                problem = f"is mapped twice: also as '{seen[path]}'"
+            seen.setdefault(path, target)
+            if problem:
+                problems.append(f"target '{target}' {problem}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return mappings
+
+
+def _target_problem(
+    path: tuple[str, ...], source: Source, roots: tuple[str, ...], named: dict[str, Any], object_field: str
+) -> str | None:
+    """Why a mapping target cannot be used, or None."""
+    root = path[0]
+    if root in MESSAGE_FIELDS_SET_BY_SEGSYNC:
+        return f"would overwrite '{root}', which is set by {MESSAGE_FIELDS_SET_BY_SEGSYNC[root]}"
+    if root not in roots:
+        hint = " (track messages have properties, not traits; context.traits is allowed)" * (root == "traits")
+        return f"is not a field this message carries: start it with {', '.join(roots)}{hint}"
+    if path[:2] in RESERVED_TARGETS:
+        return f"is reserved: {RESERVED_TARGETS[path[:2]]}"
+    if len(path) == 2 and root == object_field and path[1] in named:
+        return f"is mapped twice: also in {object_field}.{path[1]}"
+    if isinstance(source, Value):
+        if len(path) == 1 and not isinstance(source.value, dict):
+            return f"takes a whole object, so a constant there must be an object, not {source.value!r}"
+        if (
+            root == "integrations"
+            and len(path) == 1
+            and not all(_integration_setting(v) for v in source.value.values())
+        ):
+            return "must map each destination to true, false or an options object"
+        if root == "integrations" and len(path) == 2 and not _integration_setting(source.value):
+            return f"must be true, false or an options object, not {source.value!r}"
+    return None
+
 
 class UserSync(SyncBase):
     """User: one ``identify`` per row, Update or Create, keyed on userId or anonymousId."""
@@ -134,10 +311,42 @@ class UserSync(SyncBase):
     key: str = Field(min_length=1, description="the column that identifies the user")
     key_field: Literal["userId", "anonymousId"] = "userId"
     traits: dict[str, Source] = Field(default_factory=dict)
+    mappings: dict[str, Source] = Field(default_factory=dict, description="message path → source")
+    sync_all_properties: bool = False
+    normalization: Normalization = "none"
+    null_values: NullPolicy = "omit"
+
+
+class GroupSync(SyncBase):
+    """Group: one ``group`` per row, Update or Create, tying a user to a group (an account, a team)."""
+
+    object: Literal["group"]
+    behavior: Literal["update_or_create"] = "update_or_create"
+    key: str = Field(min_length=1, description="a column unique per row; drives the messageId")
+    group_id: str | None = Field(default=None, description="the groupId column (default: the key)")
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    traits: dict[str, Source] = Field(default_factory=dict)
+    mappings: dict[str, Source] = Field(default_factory=dict, description="message path → source")
+    sync_all_properties: bool = False
+    normalization: Normalization = "none"
+    null_values: NullPolicy = "omit"
+
+    @property
+    def group_column(self) -> str:
+        return self.group_id or self.key
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> GroupSync:
+        if self.user_id is None and self.anonymous_id is None:
+            raise ValueError("a group sync needs 'user_id' or 'anonymous_id' (a column)")
+        return self
 
 
 class TrackSync(SyncBase):
     """Track event: one ``track`` per row, Append, keyed on a unique event key."""
+
+    OBJECT_FIELD: ClassVar[str] = "properties"
 
     object: Literal["track"]
     behavior: Literal["append"] = "append"
@@ -146,7 +355,22 @@ class TrackSync(SyncBase):
     user_id: str | None = None
     anonymous_id: str | None = None
     timestamp: str | None = None
+    cursor: str | None = Field(
+        default=None,
+        description=("a column that only grows (a load time): later runs scan only rows at or past the last one"),
+    )
     properties: dict[str, Source] = Field(default_factory=dict)
+    mappings: dict[str, Source] = Field(default_factory=dict, description="message path → source")
+    sync_all_properties: bool = False
+    normalization: Normalization = "none"
+    null_values: NullPolicy = "omit"
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, event: Source) -> Source:
+        if isinstance(event, Value) and not (isinstance(event.value, str) and event.value.strip()):
+            raise ValueError(f"a constant event name must be non-empty text, not {event.value!r}")
+        return event
 
     @model_validator(mode="after")
     def _one_identity(self) -> TrackSync:
@@ -155,7 +379,8 @@ class TrackSync(SyncBase):
         return self
 
 
-Sync = Annotated[UserSync | TrackSync, Field(discriminator="object")]
+AnySync = UserSync | TrackSync | GroupSync
+Sync = Annotated[UserSync | TrackSync | GroupSync, Field(discriminator="object")]
 
 
 class Project(Model):
@@ -177,23 +402,21 @@ class Project(Model):
                 raise ValueError(f"sync '{sync.name}': source '{sync.source}' is not a warehouse connection")
             destination = self.connections.get(sync.destination)
             if not isinstance(destination, SegmentConnection):
-                raise ValueError(
-                    f"sync '{sync.name}': destination '{sync.destination}' is not a segment connection"
-                )
+                raise ValueError(f"sync '{sync.name}': destination '{sync.destination}' is not a segment connection")
         return self
 
-    def sync(self, name: str) -> UserSync | TrackSync:
+    def sync(self, name: str) -> AnySync:
         for sync in self.syncs:
             if sync.name == name:
                 return sync
         raise ConfigError(f"no sync named '{name}' (have: {', '.join(s.name for s in self.syncs)})")
 
 
-SYNC_ADAPTER: TypeAdapter[UserSync | TrackSync] = TypeAdapter(Sync)
+SYNC_ADAPTER: TypeAdapter[AnySync] = TypeAdapter(Sync)
 CONNECTION_ADAPTER: TypeAdapter[Any] = TypeAdapter(Connection)
 
 
-def parse_sync(data: dict[str, Any]) -> UserSync | TrackSync:
+def parse_sync(data: dict[str, Any]) -> AnySync:
     """Validate one sync item (as read from DynamoDB), naming the sync and the field on failure."""
     try:
         return SYNC_ADAPTER.validate_python(data)
@@ -245,8 +468,11 @@ def describe(exc: ValidationError, raw: Any = None) -> str:
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))  # "object", "type"
         where = _where(loc, raw)
-        lines.append(f"{where}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
     return "; ".join(lines)
 
 
@@ -258,17 +484,16 @@ def _where(loc: list[Any], raw: Any) -> str:
             name = item.get("name", f"#{loc[1] + 1}") if isinstance(item, dict) else f"#{loc[1] + 1}"
         return f"sync '{name}' field '{_field_path(loc[2:], SYNC_TAGS) or '(whole sync)'}'"
     if len(loc) >= 2 and loc[0] == "connections":
-        return (
-            f"connection '{loc[1]}' field '{_field_path(loc[2:], CONNECTION_TAGS) or '(whole connection)'}'"
-        )
+        return f"connection '{loc[1]}' field '{_field_path(loc[2:], CONNECTION_TAGS) or '(whole connection)'}'"
     if not loc:
         return "project"
-    return f"field '{_field_path(loc, SYNC_TAGS)}'"
+    path = _field_path(loc, SYNC_TAGS)
+    return f"field '{path}'" if path else ""
 
 
-SYNC_TAGS = ("user", "track")
+SYNC_TAGS = ("user", "track", "group")
 CONNECTION_TAGS = ("duckdb", "snowflake", "segment")
-UNION_BRANCHES = ("constrained-str", "Value", "str")
+UNION_BRANCHES = ("constrained-str", "Value", "Column", "str")
 
 
 def _field_path(loc: list[Any], tags: tuple[str, ...]) -> str:
@@ -276,6 +501,9 @@ def _field_path(loc: list[Any], tags: tuple[str, ...]) -> str:
     parts = list(loc)
     if parts and parts[0] in tags:
         parts = parts[1:]
-    while parts and parts[-1] in UNION_BRANCHES:
-        parts = parts[:-1]
+    # Drop the union branch: "traits.tier.Column.column" is traits.tier.column. (The last one only,
+    # since a trait may itself be named "Value".)
+    branches = [i for i, p in enumerate(parts) if i > 0 and p in UNION_BRANCHES]
+    if branches:
+        del parts[branches[-1]]
     return ".".join(str(p) for p in parts)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection
 from segsync.errors import ConfigError, SegsyncError
+from segsync.lifecycle import RunLifecycle
 from segsync.observability import logger, metrics
-from segsync.planner import PlanLimits, Planner, PlanResult, new_run_id
+from segsync.planner import PlanLimits, Planner
 from segsync.queue import ChunkQueue
 from segsync.sender import ChunkOutcome, Sender
 from segsync.settings import PlannerSettings, SenderSettings, aws_endpoint, dynamodb_table, sqs_client
+from segsync.state import WarehouseState
 from segsync.store import RunStore, SyncStore
 from segsync.warehouse import connect
 
@@ -22,10 +24,15 @@ DEADLINE_MARGIN_S = 5.0
 
 
 class PlannerEvent(BaseModel):
-    """What starts a planner: the schedule's tick (no syncs named: every enabled sync) or a run request."""
+    """What starts a planner: the schedule's tick (no syncs named: every enabled sync) or a request.
+
+    ``action``: ``run`` settles each sync's previous run and plans a new one; ``finalize`` only commits
+    runs whose chunks are all delivered (the local driver sends it once the queue is drained).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    action: Literal["run", "finalize"] = "run"
     syncs: list[str] | None = None
     sync: str | None = None
     full_resync: bool = False
@@ -33,49 +40,76 @@ class PlannerEvent(BaseModel):
 
 
 def plan_event(event: dict[str, Any], settings: PlannerSettings) -> dict[str, Any]:
-    """Plan a run for each sync the event names (or every enabled one); one bad sync never stops the rest."""
+    """Handle a planner event for each sync it names (or every one); one bad sync never stops the rest."""
     try:
         request = PlannerEvent.model_validate(event or {})
     except ValidationError as exc:
         raise ConfigError(f"planner event: {exc.errors()[0]['msg']}") from None
     store = SyncStore(dynamodb_table(settings.syncs_table))
+    runs = RunStore(dynamodb_table(settings.runs_table))
     planner = Planner(
-        RunStore(dynamodb_table(settings.runs_table)),
+        runs,
         ChunkQueue(sqs_client(), settings.queue_url),
         PlanLimits(chunk_rows=settings.chunk_rows, chunk_bytes=settings.chunk_bytes),
     )
-    names = request.syncs or ([request.sync] if request.sync else store.sync_names())
-    results = [_plan_one(store, planner, name, request) for name in names]
-    return {"runs": [r.summary() for r in results if r is not None]}
+    lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds)
+    named = request.syncs or ([request.sync] if request.sync else None)
+    results = []
+    for name in named or store.sync_names():
+        logger.append_keys(sync=name)
+        if request.action == "finalize":
+            results.append(_finalize_one(store, lifecycle, name))
+        else:
+            results.append(_run_one(store, lifecycle, name, request, explicit=named is not None))
+    return {"runs": [r for r in results if r is not None]}
 
 
-def _plan_one(store: SyncStore, planner: Planner, name: str, request: PlannerEvent) -> PlanResult | None:
-    logger.append_keys(sync=name)
+def _resolve(store: SyncStore, name: str) -> tuple[Any, DuckDBConnection | SnowflakeConnection, SegmentConnection]:
+    """A sync item and its connections, validated; ConfigError names what is wrong."""
+    sync = store.sync(name)
+    source = store.connection(sync.source)
+    destination = store.connection(sync.destination)
+    if not isinstance(source, DuckDBConnection | SnowflakeConnection):
+        raise ConfigError(f"sync '{name}': source '{sync.source}' is not a warehouse connection")
+    if not isinstance(destination, SegmentConnection):
+        raise ConfigError(f"sync '{name}': destination '{sync.destination}' is not a segment connection")
+    return sync, source, destination
+
+
+def _run_one(
+    store: SyncStore, lifecycle: RunLifecycle, name: str, request: PlannerEvent, *, explicit: bool
+) -> dict[str, Any] | None:
     try:
-        sync = store.sync(name)
-        if not sync.enabled and request.sync is None and request.syncs is None:
+        sync, source, destination = _resolve(store, name)
+        if not sync.enabled and not explicit:
             return None
-        source = store.connection(sync.source)
-        destination = store.connection(sync.destination)
-        if not isinstance(source, DuckDBConnection | SnowflakeConnection):
-            raise ConfigError(f"sync '{name}': source '{sync.source}' is not a warehouse connection")
-        if not isinstance(destination, SegmentConnection):
-            raise ConfigError(f"sync '{name}': destination '{sync.destination}' is not a segment connection")
         with connect(source) as warehouse:
-            result = planner.plan(sync, destination, warehouse, trigger=request.trigger)
+            state = WarehouseState(warehouse, source.state_schema)
+            result = lifecycle.start(
+                sync, destination, warehouse, state, trigger=request.trigger, full_resync=request.full_resync
+            )
     except SegsyncError as exc:
-        result = planner.fail(name, new_run_id(), request.trigger, str(exc))
+        result = lifecycle.record_failure(name, request.trigger, str(exc))
     metrics.add_metric(name="RowsPlanned", unit="Count", value=result.rows_read)
     metrics.add_metric(name="RowsRejected", unit="Count", value=result.rejected)
     if result.status == "failed":
         metrics.add_metric(name="RunsFailed", unit="Count", value=1)
-    return result
+    return result.summary()
+
+
+def _finalize_one(store: SyncStore, lifecycle: RunLifecycle, name: str) -> dict[str, Any] | None:
+    try:
+        sync, source, _ = _resolve(store, name)
+        with connect(source) as warehouse:
+            run = lifecycle.finalize(sync, WarehouseState(warehouse, source.state_schema))
+    except SegsyncError as exc:
+        logger.error("finalize failed", extra={"sync": name, "error": str(exc)})
+        return {"sync": name, "status": "failed", "error": str(exc)}
+    return None if run is None else {"sync": name, "run_id": run["run_id"], "status": run["status"]}
 
 
 @cache
-def sender_for(
-    runs_table: str, concurrency: int, events_per_second: int | None, endpoint: str | None
-) -> Sender:
+def sender_for(runs_table: str, concurrency: int, events_per_second: int | None, endpoint: str | None) -> Sender:
     """One Sender per warm container: its HTTP connections and rate limiter outlive an invocation.
 
     The AWS endpoint is part of the key so a client never outlives the stack it was made for.

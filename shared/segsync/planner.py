@@ -1,8 +1,7 @@
-"""Planning a run: query the model, check keys, cut the rows into chunks and queue them."""
+"""Planning a run: diff the model in the warehouse, check keys, cut changed rows into chunks, queue them."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,14 +15,13 @@ from segsync.errors import SegsyncError, WarehouseError
 from segsync.mapping import Mapper
 from segsync.observability import logger
 from segsync.queue import ChunkQueue
+from segsync.state import INTERNAL_COLUMNS, DiffCounts, WarehouseState, destination_id
 from segsync.store import Rejection, RunStore
 from segsync.warehouse import Warehouse
 
-KEY_COUNT_COLUMN = "__segsync_key_count"
 FETCH_ROWS = 10_000
 MAX_ROW_BYTES = 512 * 1024
 REJECTION_FLUSH = 500
-SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,7 @@ class PlanResult:
     rejected: int = 0
     seconds: float = 0.0
     error: str | None = None
+    diff: DiffCounts = field(default_factory=DiffCounts)
     rejections: list[Rejection] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -54,6 +53,9 @@ class PlanResult:
             "run_id": self.run_id,
             "status": self.status,
             "rows_read": self.rows_read,
+            "new": self.diff.new,
+            "changed": self.diff.changed,
+            "unchanged": self.diff.unchanged,
             "chunks": self.chunks,
             "rejected": self.rejected,
             "seconds": round(self.seconds, 3),
@@ -65,16 +67,6 @@ def new_run_id(now: datetime | None = None) -> str:
     """Time-sortable and unique: the runs table lists a sync's newest runs first by this id."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
-
-
-def keyed_query(model: str, key: str) -> str:
-    """Wrap the model so the warehouse counts each key: duplicates are found by the engine, not in memory."""
-    column = f"m.{key}" if SIMPLE_IDENTIFIER.match(key) else 'm."' + key.replace('"', '""') + '"'
-    body = model.strip()
-    while body.endswith(";"):
-        body = body[:-1].rstrip()
-    # The newline keeps a trailing "-- comment" in the model from swallowing the closing parenthesis.
-    return f"SELECT m.*, COUNT(*) OVER (PARTITION BY {column}) AS {KEY_COUNT_COLUMN} FROM (\n{body}\n) AS m"
 
 
 class Planner:
@@ -90,43 +82,46 @@ class Planner:
         sync: UserSync | TrackSync,
         destination: SegmentConnection,
         warehouse: Warehouse,
+        state: WarehouseState,
         *,
-        trigger: str,
-        run_id: str | None = None,
+        run_id: str,
+        full_resync: bool = False,
     ) -> PlanResult:
-        """Run the model and queue its rows. A bad model fails this run only, with a clear error."""
+        """Diff the model against state and queue what changed. A bad model fails this run only.
+
+        The run item must exist (``RunStore.start``) and the sync's lock be held by ``run_id``.
+        """
         started = time.monotonic()
-        result = PlanResult(sync=sync.name, run_id=run_id or new_run_id(), status="sending")
-        self._runs.start(sync.name, result.run_id, trigger)
+        result = PlanResult(sync=sync.name, run_id=run_id, status="sending")
         try:
-            result.chunks = self._queue.send_all(self._chunks(sync, destination, warehouse, result))
+            state.ensure()
+            columns = state.model_columns(sync.model)
+            Mapper(sync, columns)
+            result.diff = state.prepare(sync, destination_id(destination), columns, full_resync=full_resync)
+            result.rows_read = result.diff.source_rows
+            result.chunks = self._queue.send_all(self._chunks(sync, destination, warehouse, state, columns, result))
         except WarehouseError as exc:
             result.status, result.error = "failed", f"sync '{sync.name}': model query failed: {exc}"
         except SegsyncError as exc:
             result.status, result.error = "failed", f"sync '{sync.name}': {exc}"
         result.seconds = time.monotonic() - started
-        self._flush_rejections(sync.name, result)
+        self._flush_rejections(result)
         if result.status == "failed":
-            self._runs.failed(sync.name, result.run_id, result.error or "")
+            self._runs.failed(sync.name, run_id, result.error or "")
             logger.error("run failed", extra=result.summary())
             return result
         self._runs.planned(
             sync.name,
-            result.run_id,
-            rows_read=result.rows_read,
+            run_id,
             chunks=result.chunks,
-            rejected=result.rejected,
-            seconds=result.seconds,
+            rows_read=result.rows_read,
+            new=result.diff.new,
+            changed=result.diff.changed,
+            unchanged=result.diff.unchanged,
+            rejected_planner=result.rejected,
+            planner_s=round(result.seconds, 3),
         )
         logger.info("run planned", extra=result.summary())
-        return result
-
-    def fail(self, sync: str, run_id: str, trigger: str, error: str) -> PlanResult:
-        """Record a run that could not start (bad sync item, unreachable warehouse) so it shows in history."""
-        self._runs.start(sync, run_id, trigger)
-        self._runs.failed(sync, run_id, error)
-        result = PlanResult(sync=sync, run_id=run_id, status="failed", error=error)
-        logger.error("run failed", extra=result.summary())
         return result
 
     def _chunks(
@@ -134,14 +129,10 @@ class Planner:
         sync: UserSync | TrackSync,
         destination: SegmentConnection,
         warehouse: Warehouse,
+        state: WarehouseState,
+        columns: list[str],
         result: PlanResult,
     ) -> Iterator[tuple[int, str]]:
-        batches = warehouse.stream(keyed_query(sync.model, sync.key), FETCH_ROWS)
-        first = next(batches, None)
-        if first is None:
-            return
-        columns = first.columns[:-1]
-        key_position = Mapper(sync, columns).key_position
         chunker = Chunker(
             run_id=result.run_id,
             header=header(
@@ -154,29 +145,25 @@ class Planner:
         )
 
         def accepted_rows() -> Iterator[bytes]:
-            for batch in _chain(first, batches):
+            for batch in warehouse.stream(state.changed_rows_sql(sync.name), FETCH_ROWS):
                 for row in batch.rows:
-                    result.rows_read += 1
-                    encoded = self._check(row, key_position, sync.key, result)
+                    encoded = self._check(row, sync.key, result)
                     if encoded is not None:
                         yield encoded
 
         for number, _, body in chunker.chunks(accepted_rows()):
             yield number, body
 
-    def _check(
-        self, row: tuple[Any, ...], key_position: int, key_column: str, result: PlanResult
-    ) -> bytes | None:
+    def _check(self, row: tuple[Any, ...], key_column: str, result: PlanResult) -> bytes | None:
         """Null keys, duplicate keys, unserializable and oversized rows become rejections here."""
-        key = row[key_position]
-        reason = None
+        key, key_count = row[0], row[1]
         if key is None:
             reason = ("key", f"key column '{key_column}' is null")
-        elif row[-1] > 1:
-            reason = ("key", f"duplicate key: {row[-1]} rows share it")
+        elif key_count > 1:
+            reason = ("key", f"duplicate key: {key_count} rows share it")
         else:
             try:
-                encoded = dump_row(row[:-1])
+                encoded = dump_row(row[INTERNAL_COLUMNS:])
             except TypeError as exc:
                 reason = ("row", str(exc))
             else:
@@ -184,19 +171,14 @@ class Planner:
                     return encoded
                 reason = ("row", f"row is {len(encoded):,} bytes, over the {MAX_ROW_BYTES:,} byte row limit")
         result.rejected += 1
-        result.rejections.append(Rejection(None if key is None else str(key), *reason))
+        result.rejections.append(Rejection(key, *reason))
         if len(result.rejections) >= REJECTION_FLUSH:
-            self._flush_rejections(result.sync, result)
+            self._flush_rejections(result)
         return None
 
-    def _flush_rejections(self, sync: str, result: PlanResult) -> None:
+    def _flush_rejections(self, result: PlanResult) -> None:
         """Write rejections as they pile up, so a model of bad keys cannot exhaust memory."""
         if result.rejections:
             start = result.rejected - len(result.rejections)
-            self._runs.put_rejections(sync, result.run_id, "planner", result.rejections, start=start)
+            self._runs.put_rejections(result.sync, result.run_id, "planner", result.rejections, start=start)
             result.rejections.clear()
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest

@@ -35,6 +35,8 @@ class PlannerSettings(_EnvSettings):
     queue_url: str = Field(min_length=1)
     chunk_rows: int = Field(default=1_000, gt=0, le=2_500)
     chunk_bytes: int = Field(default=1_000_000, ge=64_000, le=1_048_576)
+    run_lock_seconds: int = Field(default=7_200, ge=60)
+    """How long a run may take before the next one may abandon it (and send its rows again)."""
 
 
 class SenderSettings(_EnvSettings):

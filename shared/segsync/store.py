@@ -18,14 +18,17 @@ SYNC_KIND = "sync"
 CONNECTION_KIND = "connection"
 
 
-def to_item(data: Any) -> Any:
-    """Plain JSON-like data → DynamoDB attribute values (floats become Decimal)."""
+def to_item(data: Any, top: bool = True) -> Any:
+    """Plain JSON-like data → DynamoDB attribute values (floats become Decimal).
+
+    Unset top-level fields are left out; a null inside (a ``{value: null}`` constant) is kept.
+    """
     if isinstance(data, float):
         return Decimal(repr(data))
     if isinstance(data, dict):
-        return {k: to_item(v) for k, v in data.items() if v is not None}
+        return {k: to_item(v, top=False) for k, v in data.items() if not (top and v is None)}
     if isinstance(data, list):
-        return [to_item(v) for v in data]
+        return [to_item(v, top=False) for v in data]
     return data
 
 
@@ -124,7 +127,62 @@ class RunStore:
         self._table = table
         self._clock = clock
 
-    def start(self, sync: str, run_id: str, trigger: str) -> None:
+    def acquire_lock(self, sync: str, run_id: str, seconds: int) -> dict[str, Any] | None:
+        """Take the sync's lock for a new run, unless a live run holds it.
+
+        Returns None when taken, else the lock item (its ``run_id`` and ``expires_at``) so the caller
+        can finalize or abandon that run. One conditional write: two planners cannot both win.
+        """
+        now = int(self._clock())
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"sync#{sync}",
+                    "sk": "lock",
+                    "run_id": run_id,
+                    "acquired_at": now,
+                    "expires_at": now + seconds,
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            held = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": "lock"}, ConsistentRead=True).get("Item")
+            return from_item(held) if held else {"run_id": None, "expires_at": 0}
+        return None
+
+    def lock(self, sync: str) -> dict[str, Any] | None:
+        """The sync's lock item (``run_id``, ``expires_at``), or None when no run holds it."""
+        item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": "lock"}, ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def release_lock(self, sync: str, run_id: str) -> None:
+        """Release the lock if this run still holds it (a newer run's lock is never touched)."""
+        try:
+            self._table.delete_item(
+                Key={"pk": f"sync#{sync}", "sk": "lock"},
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeValues={":run": run_id},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def set_status(self, sync: str, run_id: str, status: str, **fields: Any) -> None:
+        """Move a run to ``status`` (committed, abandoned, ...) and record extra fields."""
+        values = {"status": status, "finished_at": Decimal(str(round(self._clock(), 3))), **fields}
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": to_item(v) for i, v in enumerate(values.values())},
+        )
+
+    def start(
+        self, sync: str, run_id: str, trigger: str, full_resync: bool = False, destination: str | None = None
+    ) -> None:
         now = self._clock()
         self._table.put_item(
             Item={
@@ -133,6 +191,8 @@ class RunStore:
                 "sync": sync,
                 "run_id": run_id,
                 "trigger": trigger,
+                "full_resync": full_resync,
+                **({"destination": destination} if destination else {}),
                 "status": "planning",
                 "started_at": Decimal(str(round(now, 3))),
                 "expires_at": int(now) + RUN_TTL_S,
@@ -145,38 +205,22 @@ class RunStore:
             }
         )
 
-    def planned(
-        self, sync: str, run_id: str, *, rows_read: int, chunks: int, rejected: int, seconds: float
-    ) -> None:
-        """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``."""
+    def planned(self, sync: str, run_id: str, *, chunks: int, **counts: int | float) -> None:
+        """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``.
+
+        ``counts``: rows_read, new, changed, unchanged, rejected_planner, planner_s.
+        """
+        values = {"status": "sending", "chunks_total": chunks, **counts}
         self._table.update_item(
             Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
-            UpdateExpression=(
-                "SET #s = :sending, rows_read = :rows, chunks_total = :chunks, "
-                "rejected_planner = :rej, planner_s = :secs"
-            ),
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":sending": "sending",
-                ":rows": rows_read,
-                ":chunks": chunks,
-                ":rej": rejected,
-                ":secs": Decimal(str(round(seconds, 3))),
-            },
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+            ExpressionAttributeNames={f"#f{i}": name for i, name in enumerate(values)},
+            ExpressionAttributeValues={f":v{i}": to_item(v) for i, v in enumerate(values.values())},
         )
         self._try_complete(sync, run_id)
 
     def failed(self, sync: str, run_id: str, error: str) -> None:
-        self._table.update_item(
-            Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
-            UpdateExpression="SET #s = :failed, #e = :error, finished_at = :now",
-            ExpressionAttributeNames={"#s": "status", "#e": "error"},
-            ExpressionAttributeValues={
-                ":failed": "failed",
-                ":error": error,
-                ":now": Decimal(str(round(self._clock(), 3))),
-            },
-        )
+        self.set_status(sync, run_id, "failed", error=error)
 
     def chunk_failed(self, sync: str, run_id: str, number: int, error: str) -> None:
         """Keep the latest delivery failure on the run, so its history says why it is not delivered."""
@@ -266,9 +310,7 @@ class RunStore:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
-    def put_rejections(
-        self, sync: str, run_id: str, source: str, rejections: list[Rejection], start: int = 0
-    ) -> None:
+    def put_rejections(self, sync: str, run_id: str, source: str, rejections: list[Rejection], start: int = 0) -> None:
         """Keep rejected records for inspection; deterministic keys make a redelivery overwrite, not add."""
         expires = int(self._clock()) + RUN_TTL_S
         with self._table.batch_writer() as batch:

@@ -43,16 +43,12 @@ def _well_formed(message: dict) -> bool:
         return bool(common) and isinstance(message["traits"], dict)
     if message["type"] == "track":
         return (
-            bool(common)
-            and bool(message["event"])
-            and datetime.fromisoformat(message["timestamp"]).tzinfo is not None
+            bool(common) and bool(message["event"]) and datetime.fromisoformat(message["timestamp"]).tzinfo is not None
         )
     return False
 
 
-def test_every_demo_row_arrives_once_as_a_well_formed_segment_message(
-    local_project, capture, small_warehouse
-):
+def test_every_demo_row_arrives_once_as_a_well_formed_segment_message(local_project, capture, small_warehouse):
     # Given the small demo warehouse (300 users, 2,000 events) and both demo syncs
     project = load_project(local_project)
 
@@ -78,8 +74,7 @@ def test_values_reach_segment_as_the_warehouse_holds_them(local_project, capture
     # Given one user and one event as the warehouse has them
     with duckdb.connect(str(small_warehouse), read_only=True) as con:
         email, plan, created_at, ltv, active = con.execute(
-            "SELECT email, plan, created_at, lifetime_value, is_active FROM users "
-            "WHERE user_id = 'user_000042'"
+            "SELECT email, plan, created_at, lifetime_value, is_active FROM users WHERE user_id = 'user_000042'"
         ).fetchone()
         user_id, event, occurred_at, revenue = con.execute(
             "SELECT user_id, event_name, occurred_at, revenue FROM events WHERE event_id = 'evt_00000007'"
@@ -99,16 +94,13 @@ def test_values_reach_segment_as_the_warehouse_holds_them(local_project, capture
     track = next(
         m
         for m in messages
-        if m["type"] == "track"
-        and m["timestamp"] == occurred_at.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
+        if m["type"] == "track" and m["timestamp"] == occurred_at.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
     )
     assert (track["userId"], track["event"]) == (user_id, event)
     assert Decimal(str(track["properties"]["revenue"])) == revenue
 
 
-def test_transient_segment_faults_are_retried_and_nothing_is_lost_or_sent_twice(
-    local_project, tmp_path, monkeypatch
-):
+def test_transient_segment_faults_are_retried_and_nothing_is_lost_or_sent_twice(local_project, tmp_path, monkeypatch):
     # Given an endpoint that answers 500, then 429 with Retry-After, then resets a connection
     faults = FaultPlan(sequence=[500, 429, "reset", "ok", 503], retry_after=0.05)
     with CaptureServer(tmp_path / "flaky.ndjson", faults=faults) as flaky:
@@ -133,16 +125,24 @@ def test_segsync_run_local_prints_a_json_summary_for_the_named_sync(local_projec
     # Then it exits 0 and prints a machine-readable summary of that sync only
     summary = orjson.loads(capsys.readouterr().out)
     assert code == 0 and summary["ok"] is True
-    assert [(r["sync"], r["sent"], r["status"]) for r in summary["runs"]] == [
-        ("demo-users", 300, "delivered")
-    ]
+    assert [(r["sync"], r["sent"], r["status"]) for r in summary["runs"]] == [("demo-users", 300, "committed")]
     assert capture.messages == 300
 
 
-def test_segsync_demo_sends_every_demo_row_to_another_endpoint(capture, capsys):
+def test_segsync_demo_sends_every_demo_row_to_another_endpoint(capture, capsys, tmp_path):
     # Given an independent Segment-compatible endpoint (with no rate limit to respect)
     # When the demo runs against it with --json
-    code = main(["demo", "--json", "--endpoint", capture.url, "--events-per-second", "1000000"])
+    argv = [
+        "demo",
+        "--json",
+        "--dir",
+        str(tmp_path),
+        "--endpoint",
+        capture.url,
+        "--events-per-second",
+        "1000000",
+    ]
+    code = main(argv)
 
     # Then every demo row arrived there, once
     summary = orjson.loads(capsys.readouterr().out)

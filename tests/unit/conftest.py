@@ -13,9 +13,10 @@ def _refuse(*args, **kwargs):
     raise NetworkBlockedError("unit tests must not open network connections (use the integration tier)")
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def _sockets_off():
-    # Session scope: hypothesis refuses function-scoped fixtures around @given tests.
+    # Module scope: hypothesis refuses function-scoped fixtures around @given tests, and a wider
+    # scope would leave sockets off for the integration and e2e tiers that run after this one.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", _refuse)
         patch.setattr(socket.socket, "connect_ex", _refuse)

@@ -1,20 +1,25 @@
 """Project files and sync items: valid ones load, every mistake names the sync (or connection) and field."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from segsync.config import (
+    Column,
     DuckDBConnection,
+    GroupSync,
     SecretRef,
     SegmentConnection,
     TrackSync,
     UserSync,
     Value,
+    format_target,
     load_project,
     parse_sync,
+    parse_target,
 )
 from segsync.errors import ConfigError
 
@@ -128,9 +133,7 @@ def test_valid_project_loads_both_sync_kinds_with_their_mappings(tmp_path):
     assert project.sync("orders") is orders
 
 
-def test_duckdb_path_is_resolved_relative_to_the_project_file_not_the_working_directory(
-    tmp_path, monkeypatch
-):
+def test_duckdb_path_is_resolved_relative_to_the_project_file_not_the_working_directory(tmp_path, monkeypatch):
     # Given a project file in its own directory, loaded from elsewhere
     project_dir = tmp_path / "project"
     project_dir.mkdir()
@@ -457,3 +460,210 @@ def test_a_mapping_source_must_be_a_column_name_or_exactly_a_value(bad):
     # Given a trait that is neither a column name nor `{value: ...}`, When parsed, Then it is refused
     with pytest.raises(ConfigError, match=r"sync 'x'.*traits\.tier"):
         parse_sync({**USER_SYNC, "traits": {"tier": bad}})
+
+
+# --- Group syncs and mapping options --------------------------------------------------------------
+
+GROUP_SYNC = {
+    "name": "x",
+    "source": "warehouse",
+    "destination": "segment",
+    "model": "SELECT account_id, owner_id FROM accounts",
+    "object": "group",
+    "key": "account_id",
+    "user_id": "owner_id",
+}
+
+FEATURES_YAML = """\
+name: x
+source: warehouse
+destination: segment
+model: SELECT * FROM users
+object: user
+key: id
+sync_all_properties: true
+normalization: Title Case
+null_values: send
+traits:
+  plan: {column: plan, nulls: omit}
+  cleared: {value: null}
+mappings:
+  context.ip: last_ip
+  context.traits.email: email
+  integrations.All: {value: false}
+  integrations.Mixpanel: {value: true}
+  integrations."Segment.io": {value: {apiHost: eu}}
+  traits.address.city: city
+  context: ctx
+"""
+
+
+def test_a_group_sync_loads_with_update_or_create_and_its_group_id_defaulting_to_the_key():
+    # Given a Group sync item, When parsed
+    sync = parse_sync(GROUP_SYNC)
+
+    # Then it is a GroupSync with its defaults
+    assert isinstance(sync, GroupSync)
+    assert (sync.behavior, sync.group_id, sync.group_column, sync.user_id) == (
+        "update_or_create",
+        None,
+        "account_id",
+        "owner_id",
+    )
+
+
+def test_a_group_sync_needs_a_user():
+    with pytest.raises(ConfigError, match=r"^sync 'x': a group sync needs 'user_id' or 'anonymous_id'"):
+        parse_sync({k: v for k, v in GROUP_SYNC.items() if k != "user_id"})
+
+
+def test_every_mapping_option_reads_well_in_yaml_and_round_trips_as_plain_console_data():
+    # Given a sync using every mapping option, as written in a project file
+    sync = parse_sync(yaml.safe_load(FEATURES_YAML))
+
+    # When it is dumped as the syncs table and the chunks hold it
+    item = sync.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    # Then it is plain maps, lists, strings, numbers and booleans (no JSON in strings), a null constant
+    # survives exclude_none, and parsing it back gives the same sync
+    assert item["traits"] == {"plan": {"column": "plan", "nulls": "omit"}, "cleared": {"value": None}}
+    assert item["mappings"]['integrations."Segment.io"'] == {"value": {"apiHost": "eu"}}
+    assert item["mappings"]["context.ip"] == "last_ip"
+    assert _plain(item)
+    assert parse_sync(copy.deepcopy(item)) == sync
+    assert (sync.sync_all_properties, sync.normalization, sync.null_values) == (True, "Title Case", "send")
+    assert sync.traits["plan"] == Column(column="plan", nulls="omit")
+
+
+def _plain(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, str):
+        return not value.lstrip().startswith(("{", "["))
+    return value is None or isinstance(value, bool | int | float)
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("userId", "would overwrite 'userId', which is set by the sync's identity columns"),
+        ("anonymousId", "would overwrite 'anonymousId'"),
+        ("type", "would overwrite 'type', which is set by the sync's object"),
+        ("messageId", "would overwrite 'messageId', which is set by segsync"),
+        ("groupId", "would overwrite 'groupId', which is set by the sync's group_id"),
+        ("event", "would overwrite 'event'"),
+        ("timestamp", "would overwrite 'timestamp'"),
+        ("sentAt", "would overwrite 'sentAt'"),
+        ("userId.x", "would overwrite 'userId'"),
+        (
+            "properties.total",
+            "is not a field this message carries: start it with traits, context, integrations",
+        ),
+        ("plan", "is not a field this message carries"),
+        ("context.library.name", "is reserved: context.library names segsync"),
+        ("traits..plan", "is not a dotted path"),
+        ("traits.plan.", "is not a dotted path"),
+        ('traits."plan', "is not a dotted path"),
+    ],
+)
+def test_a_mapping_target_that_would_clobber_or_does_not_exist_is_refused(tmp_path, target, says):
+    # Given a User sync mapping a column to a target it must not write
+    message = load_error(tmp_path, with_sync({**USER_SYNC, "mappings": {target: "email"}}))
+
+    # Then the sync, the field and the target are named with the reason
+    assert "sync 'x' field 'mappings'" in message
+    assert f"target '{target}'" in message
+    assert says in message
+
+
+def test_a_track_sync_has_properties_not_traits_and_says_where_traits_go():
+    with pytest.raises(ConfigError) as caught:
+        parse_sync({**TRACK_SYNC, "mappings": {"traits.plan": "plan"}})
+    assert "start it with properties, context, integrations" in str(caught.value)
+    assert "context.traits is allowed" in str(caught.value)
+
+
+def test_a_field_mapped_both_by_name_and_by_path_is_refused():
+    with pytest.raises(ConfigError, match=r"target 'traits.email' is mapped twice: also in traits.email"):
+        parse_sync({**USER_SYNC, "mappings": {"traits.email": "email_address"}})
+
+
+@pytest.mark.parametrize(
+    ("mappings", "says"),
+    [
+        ({"context": {"value": "ip"}}, "takes a whole object, so a constant there must be an object"),
+        ({"integrations.All": {"value": "yes"}}, "must be true, false or an options object, not 'yes'"),
+        (
+            {"integrations": {"value": {"All": 1}}},
+            "must map each destination to true, false or an options object",
+        ),
+    ],
+)
+def test_a_constant_of_the_wrong_shape_for_its_target_is_refused(mappings, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        parse_sync({**USER_SYNC, "mappings": mappings})
+
+
+@pytest.mark.parametrize("constant", [float("nan"), float("inf"), {"score": float("-inf")}, [1.0, float("nan")]])
+def test_a_constant_that_is_not_finite_json_is_refused(constant):
+    with pytest.raises(ConfigError, match=r"field 'traits.tier.value': a constant must be plain JSON: NaN"):
+        parse_sync({**USER_SYNC, "traits": {"tier": {"value": constant}}})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("null_values", "drop", "Input should be 'send' or 'omit'"),
+        (
+            "normalization",
+            "kebab-case",
+            "'snake_case', 'camelCase', 'PascalCase', 'Title Case' or 'lowercase'",
+        ),
+        ("traits", {"tier": {"column": "plan", "nulls": "maybe"}}, "Input should be 'send' or 'omit'"),
+        ("traits", {"tier": {"column": ""}}, "at least 1 character"),
+        (
+            "traits",
+            {"tier": ["plan"]},
+            "give a column name, {value: constant} or {column: name, nulls: send|omit}",
+        ),
+    ],
+)
+def test_a_bad_mapping_option_names_the_field(field, value, says):
+    with pytest.raises(ConfigError) as caught:
+        parse_sync({**USER_SYNC, field: value})
+    assert f"field '{field}" in str(caught.value)
+    assert says in str(caught.value)
+
+
+def test_an_unknown_object_lists_group_too(tmp_path):
+    message = load_error(tmp_path, with_sync({**USER_SYNC, "object": "account"}))
+    assert "sync 'x' field 'object'" in message
+    assert "'user', 'track', 'group'" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("traits.plan", ("traits", "plan")),
+        ("properties.order.total", ("properties", "order", "total")),
+        ('integrations."Segment.io"', ("integrations", "Segment.io")),
+        ("integrations.Google Analytics", ("integrations", "Google Analytics")),
+        ("context", ("context",)),
+    ],
+)
+def test_targets_are_dotted_paths_with_quotes_for_names_holding_a_dot(text, path):
+    assert parse_target(text) == path
+    assert parse_target(format_target(path)) == path
+
+
+def test_the_same_target_spelled_twice_is_refused():
+    with pytest.raises(ConfigError, match=r"""target 'traits."plan"' is mapped twice: also as 'traits.plan'"""):
+        parse_sync({**USER_SYNC, "mappings": {"traits.plan": "plan", 'traits."plan"': "tier"}})
+
+
+@pytest.mark.parametrize("event", ["", "  ", 42, None])
+def test_a_constant_event_name_must_be_text(event):
+    with pytest.raises(ConfigError, match=r"field 'event': a constant event name must be non-empty text"):
+        parse_sync({**TRACK_SYNC, "event": {"value": event}})

@@ -185,9 +185,7 @@ def test_track_without_a_timestamp_column_lets_segment_stamp_it():
 @pytest.mark.parametrize(
     ("placed_at", "timestamp"),
     [
-        pytest.param(
-            "2026-03-01T12:30:05.123456+02:00", "2026-03-01T10:30:05.123+00:00", id="ISO with offset"
-        ),
+        pytest.param("2026-03-01T12:30:05.123456+02:00", "2026-03-01T10:30:05.123+00:00", id="ISO with offset"),
         pytest.param("2026-03-01T10:30:05Z", "2026-03-01T10:30:05.000+00:00", id="ISO with Z"),
         pytest.param("2026-03-01 10:30:05", "2026-03-01T10:30:05.000+00:00", id="naive ISO is UTC"),
         pytest.param(" 2026-03-01T10:30:05 ", "2026-03-01T10:30:05.000+00:00", id="surrounding spaces"),
@@ -241,9 +239,7 @@ def test_identify_message_id_does_not_depend_on_trait_order():
     row = ["u1", "a@example.com", "pro"]
 
     # When mapped, Then the id is the same
-    assert message_id(Mapper(user_sync(), USER_COLUMNS), row) == message_id(
-        Mapper(reordered, USER_COLUMNS), row
-    )
+    assert message_id(Mapper(user_sync(), USER_COLUMNS), row) == message_id(Mapper(reordered, USER_COLUMNS), row)
 
 
 def test_track_message_id_depends_only_on_the_sync_and_the_event_key():
@@ -373,9 +369,7 @@ def test_track_with_both_identities_null_is_rejected():
     assert result == Rejection("o1", "userId", "both userId and anonymousId are null or empty")
 
 
-@pytest.mark.parametrize(
-    "placed_at", ["yesterday", "", "2026-13-45", True, False, [2026], float("nan"), 10**20]
-)
+@pytest.mark.parametrize("placed_at", ["yesterday", "", "2026-13-45", True, False, [2026], float("nan"), 10**20])
 def test_unreadable_timestamp_is_rejected_quoting_the_value(placed_at):
     # Given a Track row whose timestamp cannot be read
     mapper = Mapper(track_sync(), TRACK_COLUMNS)
@@ -450,9 +444,7 @@ property_syncs = st.sampled_from(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    sync=property_syncs, row=st.lists(cell, min_size=len(PROPERTY_COLUMNS), max_size=len(PROPERTY_COLUMNS))
-)
+@given(sync=property_syncs, row=st.lists(cell, min_size=len(PROPERTY_COLUMNS), max_size=len(PROPERTY_COLUMNS)))
 def test_any_row_maps_to_a_valid_message_or_a_reasoned_rejection(sync, row):
     # Given any sync and any row of JSON-like values
     mapper = Mapper(sync, PROPERTY_COLUMNS)

@@ -1,84 +1,60 @@
-"""The planner's query wrapper and run ids: the SQL a warehouse receives, and ids that sort by time."""
+"""SQL building blocks of the warehouse state, and run ids that sort by time."""
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from segsync.planner import KEY_COUNT_COLUMN, keyed_query, new_run_id
+from segsync.config import DuckDBConnection
+from segsync.planner import new_run_id
+from segsync.state import literal, nested, quote, table_suffix
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 
-def test_model_is_wrapped_so_the_warehouse_counts_each_key():
-    # Given a model and a plain key column, When wrapped
-    sql = keyed_query("SELECT id, email FROM users", "id")
-
-    # Then the warehouse returns every column plus how many rows share each key
-    assert sql == (
-        f"SELECT m.*, COUNT(*) OVER (PARTITION BY m.id) AS {KEY_COUNT_COLUMN} "
-        "FROM (\nSELECT id, email FROM users\n) AS m"
-    )
-
-
-@pytest.mark.parametrize("key", ["id", "USER_ID", "_key", "order_id2", "col$1"])
-def test_simple_identifiers_stay_unquoted_so_snowflake_case_folding_applies(key):
-    # Given a key that is a plain identifier, When wrapped, Then it is referenced unquoted
-    assert f"PARTITION BY m.{key})" in keyed_query("SELECT 1", key)
-
-
 @pytest.mark.parametrize(
-    ("key", "reference"),
+    ("model", "body"),
     [
-        ("order id", 'm."order id"'),
-        ("user-id", 'm."user-id"'),
-        ("2nd_key", 'm."2nd_key"'),
-        ("$key", 'm."$key"'),
-        ('say "hi"', 'm."say ""hi"""'),
-        ("id) FROM x; DROP TABLE users; --", 'm."id) FROM x; DROP TABLE users; --"'),
+        ("SELECT id FROM users;", "SELECT id FROM users"),
+        ("  SELECT id FROM users;  \n", "SELECT id FROM users"),
+        ("SELECT id FROM users;;", "SELECT id FROM users"),
+        ("SELECT 1 ;\n;", "SELECT 1"),
+        ("\nSELECT id FROM users\n", "SELECT id FROM users"),
+        ("SELECT 'a;b' AS id;", "SELECT 'a;b' AS id"),
     ],
 )
-def test_other_names_are_quoted_with_embedded_quotes_doubled(key, reference):
-    # Given a key that is not a plain identifier, When wrapped
-    sql = keyed_query("SELECT 1", key)
-
-    # Then it is one quoted identifier, with no way to break out of the quotes
-    assert f"PARTITION BY {reference})" in sql
+def test_a_model_nests_without_its_trailing_semicolons(model, body):
+    # Given a model as users write it, When prepared for nesting, Then only trailing semicolons go
+    assert nested(model) == body
 
 
-@pytest.mark.parametrize(
-    ("model", "subquery"),
-    [
-        ("SELECT id FROM users;", "(\nSELECT id FROM users\n)"),
-        ("  SELECT id FROM users;  \n", "(\nSELECT id FROM users\n)"),
-        ("SELECT id FROM users;;", "(\nSELECT id FROM users\n)"),
-        ("SELECT 1 ;\n;", "(\nSELECT 1\n)"),
-        ("\nSELECT id FROM users\n", "(\nSELECT id FROM users\n)"),
-        ("SELECT id FROM users ;", "(\nSELECT id FROM users\n)"),
-    ],
-)
-def test_trailing_semicolon_and_whitespace_are_stripped_so_the_model_nests(model, subquery):
-    # Given a model as users write it, with a trailing semicolon or blank lines, When wrapped
-    sql = keyed_query(model, "id")
+def test_a_trailing_line_comment_cannot_swallow_the_closing_parenthesis(tmp_path):
+    # Given a model ending in a "--" comment, When its columns are asked of a real DuckDB
+    import duckdb
 
-    # Then the subquery is the statement alone
-    assert sql.endswith(f"FROM {subquery} AS m")
+    from segsync.state import WarehouseState
+    from segsync.warehouse.duckdb import DuckDBWarehouse
+
+    path = tmp_path / "w.duckdb"
+    duckdb.connect(str(path)).close()
+    with DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
+        columns = WarehouseState(warehouse, "SEGSYNC").model_columns("SELECT 1 AS id -- latest only")
+
+    # Then the query still parses
+    assert columns == ["id"]
 
 
-def test_semicolons_inside_the_model_are_kept():
-    # Given a model with a semicolon inside a string literal
-    sql = keyed_query("SELECT 'a;b' AS id;", "id")
+@pytest.mark.parametrize(("name", "other"), [("demo-users", "demo_users"), ("a-b", "a_b"), ("users", "USERS")])
+def test_every_sync_gets_its_own_tables_even_when_names_look_alike(name, other):
+    # Given two sync names that would collide if only punctuation and case were folded
+    # When their table suffixes are made, Then they differ and are plain identifiers
+    assert table_suffix(name) != table_suffix(other)
+    assert re.fullmatch(r"[A-Z0-9_]+", table_suffix(name))
 
-    # Then only the trailing one is removed
-    assert "FROM (\nSELECT 'a;b' AS id\n) AS m" in sql
 
-
-def test_a_trailing_line_comment_cannot_swallow_the_closing_parenthesis():
-    # Given a model ending in a "--" comment, When wrapped
-    sql = keyed_query("SELECT * FROM t -- latest only", "id")
-
-    # Then the closing parenthesis stands on its own line, outside the comment
-    assert sql.endswith("-- latest only\n) AS m")
+def test_identifiers_and_literals_are_quoted_with_their_quotes_doubled():
+    assert quote('say "hi"') == '"say ""hi"""'
+    assert literal("it's") == "'it''s'"
 
 
 def test_run_id_has_a_utc_timestamp_and_a_random_suffix():

@@ -14,26 +14,35 @@ from segsync.local import CHECKOUT
 DEMO_DIR = CHECKOUT / "demo"
 DEMO_PROJECT = DEMO_DIR / "segsync.yml"
 DEMO_WRITE_KEY = "segsync-demo-write-key"
+CAPTURE_PORT = 8765
 CAPTURE_EVENTS_PER_SECOND = 1_000_000
 """The capture endpoint is not Segment: no 1,000 events/s workspace budget to respect."""
 
 
 def register(commands: Any) -> None:
-    run = commands.add_parser("run", help="run syncs")
-    run.add_argument("file", type=Path)
-    run.add_argument(
-        "--local", action="store_true", required=True, help="run on a local stack (moto on loopback)"
+    from segsync.commands.aws import run_in_stack
+
+    run = commands.add_parser(
+        "run",
+        help="run syncs locally (FILE --local) or start one in a deployed stack (SYNC --stack NAME)",
     )
+    run.add_argument("file", metavar="TARGET", help="with --local: a project file; with --stack: the sync to run")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="run on a local stack (moto on loopback)")
+    where.add_argument("--stack", metavar="NAME", help="start the run in this deployed CloudFormation stack")
     run.add_argument(
-        "--sync", action="append", dest="syncs", metavar="NAME", help="only this sync (repeatable)"
+        "--sync",
+        action="append",
+        dest="syncs",
+        metavar="NAME",
+        help="with --local: only this sync (repeatable)",
     )
+    run.add_argument("--full-resync", action="store_true", help="ignore state: send every row again")
     run.add_argument("--json", action="store_true", help="machine-readable summary")
-    run.set_defaults(command=run_project)
+    run.set_defaults(command=lambda args: run_in_stack(args) if args.stack else run_project(args))
 
     demo = commands.add_parser("demo", help="build the demo warehouse and run its syncs locally")
-    demo.add_argument(
-        "--endpoint", help="a Segment-compatible API base instead of the local capture endpoint"
-    )
+    demo.add_argument("--endpoint", help="a Segment-compatible API base instead of the local capture endpoint")
     demo.add_argument(
         "--events-per-second",
         type=int,
@@ -41,7 +50,13 @@ def register(commands: Any) -> None:
         help="pace toward --endpoint (default: the project's, 1,000/s as Segment asks)",
     )
     demo.add_argument("--json", action="store_true", help="machine-readable summary")
-    demo.add_argument("--out", type=Path, default=DEMO_DIR / "out", help="where captured payloads go")
+    demo.add_argument("--dir", type=Path, default=DEMO_DIR, help="where the demo warehouse and captured payloads live")
+    demo.add_argument(
+        "--capture-port",
+        type=int,
+        default=CAPTURE_PORT,
+        help="the capture endpoint's port (fixed, so the demo's Segment destination and its state stay the same)",
+    )
     demo.set_defaults(command=run_demo)
 
 
@@ -49,7 +64,7 @@ def run_project(args: argparse.Namespace) -> int:
     from segsync.local.run import run_local
 
     project = load_project(args.file)
-    report = run_local(project, args.syncs)
+    report = run_local(project, args.syncs, full_resync=args.full_resync)
     return _report(report, args, extra={})
 
 
@@ -58,7 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from segsync.local.demo import build_warehouse
     from segsync.local.run import run_local
 
-    project = load_project(DEMO_PROJECT)
+    project = _in_dir(load_project(DEMO_PROJECT), args.dir)
     warehouse = Path(project.connections["warehouse"].path)
     built = build_warehouse(warehouse)
     if not args.json:
@@ -68,15 +83,22 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.endpoint:
         report = run_local(_with_endpoint(project, args.endpoint, events_per_second=args.events_per_second))
         return _report(report, args, extra={"endpoint": args.endpoint})
-    args.out.mkdir(parents=True, exist_ok=True)
-    captured = args.out / "captured.ndjson"
+    out = args.dir / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    captured = out / "captured.ndjson"
     captured.unlink(missing_ok=True)
-    with CaptureServer(captured) as capture:
+    with CaptureServer(captured, port=args.capture_port) as capture:
         report = run_local(_with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND))
         received = capture.messages
-    return _report(
-        report, args, extra={"endpoint": "local capture", "captured": str(captured), "received": received}
+    return _report(report, args, extra={"endpoint": "local capture", "captured": str(captured), "received": received})
+
+
+def _in_dir(project: Project, directory: Path) -> Project:
+    """The demo project with its DuckDB warehouse in ``directory``."""
+    warehouse = project.connections["warehouse"].model_copy(
+        update={"path": str(directory.resolve() / "warehouse.duckdb")}
     )
+    return project.model_copy(update={"connections": {**project.connections, "warehouse": warehouse}})
 
 
 def _with_endpoint(project: Project, endpoint: str, events_per_second: int | None = None) -> Project:
@@ -104,12 +126,14 @@ def _report(report: Any, args: argparse.Namespace, extra: dict[str, Any]) -> int
 
 
 def _table(report: Any) -> str:
-    header = ("sync", "status", "rows read", "sent", "batches", "rejected", "seconds")
+    header = ("sync", "status", "rows read", "new", "changed", "sent", "batches", "rejected", "seconds")
     rows = [
         (
             r.sync,
             r.status,
             f"{r.rows_read:,}",
+            f"{r.new:,}",
+            f"{r.changed:,}",
             f"{r.sent:,}",
             f"{r.batches:,}",
             f"{r.rejected:,}",

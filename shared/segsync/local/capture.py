@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from segsync.errors import ConfigError
+
 MAX_REQUEST_BYTES = 512_000
 MAX_BATCH_MESSAGES = 2_500
 SINGLE_TYPES = frozenset({"identify", "track", "group", "page", "screen", "alias"})
@@ -89,9 +91,7 @@ class FaultPlan:
         for part in filter(None, (p.strip() for p in text.split(";"))):
             key, sep, value = (s.strip() for s in part.partition("="))
             if not sep or key not in _PLAN_KEYS:
-                raise ValueError(
-                    f"fault plan part {part!r}: expected key=value with a key in {sorted(_PLAN_KEYS)}"
-                )
+                raise ValueError(f"fault plan part {part!r}: expected key=value with a key in {sorted(_PLAN_KEYS)}")
             name, convert = _PLAN_KEYS[key]
             try:
                 fields[name] = convert(value)
@@ -213,9 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if fault and status in RETRY_AFTER_STATUSES and capture.faults.retry_after is not None:
             self.send_header("Retry-After", f"{capture.faults.retry_after:g}")
+        # Counted before the answer leaves: a client that reads the counters next must see this one.
+        capture.count_status(status)
         self.end_headers()
         self.wfile.write(body)
-        capture.count_status(status)
 
     def _reset(self) -> None:
         # SO_LINGER 0 turns close() into a TCP reset: the client sees a network error, not an answer.
@@ -265,7 +266,10 @@ class CaptureServer:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self.out_path.touch()
         self.stopping.clear()
-        self._server = _Server((self.host, self.port), _Handler)
+        try:
+            self._server = _Server((self.host, self.port), _Handler)
+        except OSError as exc:
+            raise ConfigError(f"capture endpoint cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         self._server.capture = self
         # A short poll interval makes stop() quick: shutdown() waits for the serving loop to notice.
         self._thread = threading.Thread(

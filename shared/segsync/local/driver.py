@@ -84,24 +84,24 @@ class LocalDriver:
         *,
         batch_size: int = 5,
         retry_delay_s: int = 1,
+        sender_timeout_s: float = SENDER_TIMEOUT_S,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
-        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         self._planner = planner
         self._sender = sender
         self._batch_size = batch_size
         self._retry_delay_s = retry_delay_s
+        self._sender_timeout_s = sender_timeout_s
 
     def plan(self, event: dict[str, Any]) -> dict[str, Any]:
         """Invoke the planner handler once with ``event``."""
         return self._planner(event, LambdaContext("segsync-planner", PLANNER_TIMEOUT_S))
 
-    def drain(
-        self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0
-    ) -> DrainStats:
+    def drain(self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0) -> DrainStats:
         """Hand every chunk to the sender until the queue is empty (retries included)."""
         stats = DrainStats()
         started = time.monotonic()
@@ -142,7 +142,7 @@ class LocalDriver:
 
     def _invoke_sender(self, messages: list[dict[str, Any]]) -> set[str]:
         event = {"Records": [self._record(m) for m in messages]}
-        response = self._sender(event, LambdaContext("segsync-sender", SENDER_TIMEOUT_S)) or {}
+        response = self._sender(event, LambdaContext("segsync-sender", self._sender_timeout_s)) or {}
         return {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +164,6 @@ class LocalDriver:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return (
-            int(attributes["ApproximateNumberOfMessages"])
-            + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
             == 0
         )

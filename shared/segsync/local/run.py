@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import re
+import socket
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from segsync.config import Project, SegmentConnection
 from segsync.errors import ConfigError, SecretError
-from segsync.local.driver import LocalDriver, load_handler
+from segsync.local.driver import SENDER_TIMEOUT_S, LocalDriver, load_handler
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
 from segsync.secrets import resolve
 from segsync.store import RunStore, SyncStore
 
 TOP_REASONS = 5
+REACH_TIMEOUT_S = 5
 QUOTED = re.compile(r"'[^']*'")
 NUMBERS = re.compile(r"\d[\d,]*")
 
@@ -29,9 +32,13 @@ class SyncSummary:
     run_id: str
     status: str
     rows_read: int
+    new: int
+    changed: int
+    unchanged: int
     sent: int
     batches: int
     rejected: int
+    committed: int
     seconds: float
     error: str | None = None
     rejection_reasons: dict[str, int] = field(default_factory=dict)
@@ -48,7 +55,7 @@ class LocalReport:
 
     @property
     def ok(self) -> bool:
-        return self.dead_letter_messages == 0 and all(r.status == "delivered" for r in self.runs)
+        return self.dead_letter_messages == 0 and all(r.status == "committed" for r in self.runs)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, **asdict(self)}
@@ -67,9 +74,7 @@ class ProgressBar:
         self._done += chunks
         if self._enabled:
             filled = int(30 * min(self._done, self._total) / self._total)
-            self._stream.write(
-                f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done}/{self._total} chunks"
-            )
+            self._stream.write(f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done}/{self._total} chunks")
             self._stream.flush()
 
     def close(self) -> None:
@@ -78,21 +83,39 @@ class ProgressBar:
 
 
 def run_local(
-    project: Project, sync_names: list[str] | None = None, *, trigger: str = "local"
+    project: Project,
+    sync_names: list[str] | None = None,
+    *,
+    full_resync: bool = False,
+    trigger: str = "local",
+    sender_timeout_s: float = SENDER_TIMEOUT_S,
 ) -> LocalReport:
-    """Run the named syncs (default: every enabled one) through the real handlers on a local stack."""
+    """Run the named syncs (default: every enabled one) through the real handlers on a local stack.
+
+    The planner plans, the sender drains the queue, then the planner finalizes: state in the
+    warehouse moves forward only for what Segment accepted.
+    """
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
-        _check_write_key(project, project.sync(name).destination)
+        destination = project.sync(name).destination
+        _check_write_key(project, destination)
+        _check_reachable(project, destination)
     started = time.monotonic()
     with local_stack() as stack:
         SyncStore(stack.table(SYNCS_TABLE)).push(project)
         sqs = stack.client("sqs")
-        driver = LocalDriver(sqs, stack.queue_url, load_handler("planner"), load_handler("sender"))
-        planned = driver.plan({"syncs": names, "trigger": trigger})["runs"]
-        bar = ProgressBar(sum(run["chunks"] for run in planned))
+        driver = LocalDriver(
+            sqs,
+            stack.queue_url,
+            load_handler("planner"),
+            load_handler("sender"),
+            sender_timeout_s=sender_timeout_s,
+        )
+        planned = driver.plan({"syncs": names, "trigger": trigger, "full_resync": full_resync})["runs"]
+        bar = ProgressBar(sum(run.get("chunks", 0) for run in planned))
         stats = driver.drain(progress=bar.advance)
         bar.close()
+        driver.plan({"action": "finalize", "syncs": names, "trigger": trigger})
         runs = RunStore(stack.table(RUNS_TABLE))
         summaries = [_summary(runs, run["sync"], run["run_id"]) for run in planned]
         dlq = sqs.get_queue_attributes(
@@ -116,6 +139,17 @@ def _check_write_key(project: Project, destination: str) -> None:
             raise ConfigError(str(exc)) from None
 
 
+def _check_reachable(project: Project, destination: str) -> None:
+    """Fail fast on an endpoint nobody listens at, instead of retrying each chunk into the DLQ."""
+    connection = project.connections[destination]
+    url = urlsplit(connection.api_base)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"connection '{destination}': cannot reach {connection.api_base}: {exc}") from None
+
+
 def _summary(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
     item = runs.run(sync, run_id)
     reasons = Counter(f"{r['field']}: {_reason_kind(r['reason'])}" for r in runs.rejections(run_id))
@@ -125,11 +159,15 @@ def _summary(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
         run_id=run_id,
         status=item.get("status", "unknown"),
         rows_read=item.get("rows_read", 0),
+        new=item.get("new", 0),
+        changed=item.get("changed", 0),
+        unchanged=item.get("unchanged", 0),
         sent=item.get("sent", 0),
         batches=item.get("batches", 0),
         rejected=item.get("rejected_planner", 0) + item.get("rejected_sender", 0),
+        committed=item.get("committed", 0),
         seconds=round(finished - item["started_at"], 3),
-        error=item.get("error") or (item.get("last_error") if item.get("status") != "delivered" else None),
+        error=item.get("error") or (item.get("last_error") if item.get("status") != "committed" else None),
         rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
     )
 

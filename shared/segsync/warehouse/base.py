@@ -17,7 +17,11 @@ class RowBatch:
 
 
 class Warehouse(ABC):
-    """Runs a model query and streams its rows; never materializes the whole result."""
+    """Runs a model query and streams its rows; keeps segsync's bookkeeping tables.
+
+    SQL that both DuckDB and Snowflake accept is written once (segsync.state); only what differs
+    (placeholders, schema creation side effects) lives in the adapters.
+    """
 
     @abstractmethod
     def stream(self, sql: str, batch_rows: int) -> Iterator[RowBatch]:
@@ -26,6 +30,26 @@ class Warehouse(ABC):
         Raises:
             WarehouseError: the warehouse refused the query (the message quotes the warehouse).
         """
+
+    @abstractmethod
+    def describe(self, sql: str) -> list[str]:
+        """The column names a query would return, as the warehouse spells them."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> None:
+        """Run a statement that returns nothing (DDL, MERGE); WarehouseError on failure."""
+
+    @abstractmethod
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a query whose result is small (counts, history) and return all its rows."""
+
+    @abstractmethod
+    def insert_rows(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows with bound parameters (never values pasted into SQL)."""
+
+    @abstractmethod
+    def ensure_schema(self, schema: str) -> None:
+        """Create the bookkeeping schema if missing, leaving the session's current schema as it was."""
 
     @abstractmethod
     def close(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -14,7 +16,9 @@ from segsync.warehouse.base import RowBatch, Warehouse
 class DuckDBWarehouse(Warehouse):
     """Streams a model from a DuckDB file with ``fetchmany`` (bounded memory)."""
 
-    def __init__(self, connection: DuckDBConnection, read_only: bool = True) -> None:
+    def __init__(self, connection: DuckDBConnection, read_only: bool = False) -> None:
+        if not Path(connection.path).is_file():
+            raise WarehouseError(f"no DuckDB file at {connection.path}")
         try:
             self._con = duckdb.connect(connection.path, read_only=read_only)
         except duckdb.Error as exc:
@@ -33,6 +37,36 @@ class DuckDBWarehouse(Warehouse):
                 yield RowBatch(columns, rows)
         finally:
             cursor.close()
+
+    def describe(self, sql: str) -> list[str]:
+        try:
+            return [d[0] for d in self._con.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0").description]
+        except duckdb.Error as exc:
+            raise WarehouseError(str(exc).strip()) from None
+
+    def execute(self, sql: str) -> None:
+        try:
+            self._con.execute(sql)
+        except duckdb.Error as exc:
+            raise WarehouseError(str(exc).strip()) from None
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            return self._con.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(str(exc).strip()) from None
+
+    def insert_rows(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        marks = ", ".join("?" for _ in columns)
+        try:
+            self._con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        except duckdb.Error as exc:
+            raise WarehouseError(str(exc).strip()) from None
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
     def close(self) -> None:
         self._con.close()

@@ -68,6 +68,44 @@ class SnowflakeWarehouse(Warehouse):
         finally:
             cursor.close()
 
+    def describe(self, sql: str) -> list[str]:
+        try:
+            with self._con.cursor() as cursor:
+                cursor.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+                return [column.name for column in cursor.description]
+        except ConnectorError as exc:
+            raise WarehouseError(exc.msg) from None
+
+    def execute(self, sql: str) -> None:
+        self.query(sql)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            with self._con.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall() if cursor.description else []
+        except ConnectorError as exc:
+            raise WarehouseError(exc.msg) from None
+
+    def insert_rows(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        # The connector's default paramstyle is pyformat; executemany binds the rows as one array.
+        marks = ", ".join("%s" for _ in columns)
+        try:
+            with self._con.cursor() as cursor:
+                cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        except ConnectorError as exc:
+            raise WarehouseError(exc.msg) from None
+
+    def ensure_schema(self, schema: str) -> None:
+        # In Snowflake, creating a schema also makes it the session's current schema: models that
+        # name their tables without a schema would then miss them, so the current one is restored.
+        current = self.query("SELECT CURRENT_SCHEMA()")[0][0]
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        if current:
+            self.execute(f'USE SCHEMA "{current}"')
+
     def close(self) -> None:
         self._con.close()
 
@@ -98,9 +136,7 @@ def _der_key(pem: str, passphrase: str | None) -> bytes:
     Decrypting here means a wrong passphrase is reported as a secret problem before any network call.
     """
     try:
-        key = serialization.load_pem_private_key(
-            pem.encode(), password=passphrase.encode() if passphrase else None
-        )
+        key = serialization.load_pem_private_key(pem.encode(), password=passphrase.encode() if passphrase else None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise SecretError(
             f"{WHAT}: 'private_key' is not a PEM private key, or 'private_key_passphrase' does not open it"
