@@ -44,6 +44,4 @@ class ChunkQueue:
                 return len(entries)
             pending = [e for e in pending if e["Id"] in failed]
         reasons = "; ".join(f"chunk {f['Id']}: {f.get('Code')}" for f in response["Failed"])
-        raise DeliveryError(
-            f"SQS did not accept {len(pending)} chunk(s) after {SEND_ATTEMPTS} attempts: {reasons}"
-        )
+        raise DeliveryError(f"SQS did not accept {len(pending)} chunk(s) after {SEND_ATTEMPTS} attempts: {reasons}")

@@ -23,9 +23,7 @@ def resolve(ref: SecretRef, what: str) -> str:
     try:
         value = parameters.get_secret(ref.secret, max_age=SECRET_MAX_AGE_S)
     except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as exc:
-        raise SecretError(
-            f"{what}: cannot read Secrets Manager secret '{ref.secret}' ({type(exc).__name__})"
-        ) from None
+        raise SecretError(f"{what}: cannot read Secrets Manager secret '{ref.secret}' ({type(exc).__name__})") from None
     if not value:
         raise SecretError(f"{what}: Secrets Manager secret '{ref.secret}' is empty")
     return value if isinstance(value, str) else value.decode()

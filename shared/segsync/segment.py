@@ -57,9 +57,7 @@ def pack(messages: Iterable[bytes]) -> Iterator[list[bytes]]:
     size = ENVELOPE_BYTES
     for message in messages:
         if len(message) > MAX_MESSAGE_BYTES:
-            raise ValueError(
-                f"a message of {len(message)} bytes is over Segment's {MAX_MESSAGE_BYTES}-byte limit"
-            )
+            raise ValueError(f"a message of {len(message)} bytes is over Segment's {MAX_MESSAGE_BYTES}-byte limit")
         comma = 1 if batch else 0
         if batch and (size + comma + len(message) > MAX_BATCH_BYTES or len(batch) >= MAX_BATCH_MESSAGES):
             yield batch
@@ -220,9 +218,7 @@ class SegmentClient:
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise DeliveryError(
-                    f"Segment batch not delivered: time budget spent after {attempts} attempt(s)"
-                )
+                raise DeliveryError(f"Segment batch not delivered: time budget spent after {attempts} attempt(s)")
             # sentAt must be the real send time of this attempt: Segment corrects clock skew with it.
             body = gzip.compress(batch_body(messages, utc_now_iso()), compresslevel=self.gzip_level)
             attempts += 1
@@ -250,9 +246,7 @@ class SegmentClient:
                 if status == 429 or status >= 500:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempts > self.max_retries:
-                raise DeliveryError(
-                    f"Segment batch not delivered after {attempts} attempt(s): last failure {failure}"
-                )
+                raise DeliveryError(f"Segment batch not delivered after {attempts} attempt(s): last failure {failure}")
             wait = retry_after if retry_after is not None else self.backoff(attempts - 1)
             if status == 429 and self._on_throttle is not None:
                 self._on_throttle(wait)

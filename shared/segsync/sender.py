@@ -131,9 +131,7 @@ class Sender:
                 "counted": counted,
             },
         )
-        return ChunkOutcome(
-            chunk.run_id, chunk.number, duplicate=not counted, tally=tally, rejections=rejections
-        )
+        return ChunkOutcome(chunk.run_id, chunk.number, duplicate=not counted, tally=tally, rejections=rejections)
 
     def _map(self, chunk: Chunk, mapper: Mapper) -> tuple[list[Mapped], list[Rejection]]:
         messages: list[Mapped] = []

@@ -33,9 +33,7 @@ def capture(tmp_path: Path) -> Iterator[CaptureServer]:
 
 
 @pytest.fixture
-def pushed_project(
-    stack: LocalStack, project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch
-):
+def pushed_project(stack: LocalStack, project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch):
     """The small demo project in the syncs table, its destination pointed at the capture endpoint."""
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
     project = load_project(project_file)

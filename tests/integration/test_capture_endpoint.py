@@ -154,9 +154,7 @@ def test_a_keep_alive_connection_serves_many_requests(capture):
     # Given one session (one pooled connection)
     with requests.Session() as session:
         # When several batches go through it
-        statuses = [
-            post(capture, batch({"type": "identify", "userId": f"u{i}"}), session=session) for i in range(5)
-        ]
+        statuses = [post(capture, batch({"type": "identify", "userId": f"u{i}"}), session=session) for i in range(5)]
 
     # Then all are recorded
     assert [r.status_code for r in statuses] == [200] * 5
@@ -232,9 +230,7 @@ def test_reject_if_refuses_a_batch_holding_one_bad_message(tmp_path):
     faults = FaultPlan(reject_if=lambda m: m.get("userId") == "bad")
     with CaptureServer(tmp_path / "c.ndjson", faults=faults) as capture:
         # When a batch with it, then one without it, arrive
-        mixed = post(
-            capture, batch({"type": "identify", "userId": "ok"}, {"type": "identify", "userId": "bad"})
-        )
+        mixed = post(capture, batch({"type": "identify", "userId": "ok"}, {"type": "identify", "userId": "bad"}))
         clean = post(capture, batch({"type": "identify", "userId": "ok"}))
 
     # Then only the clean batch is recorded

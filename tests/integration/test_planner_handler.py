@@ -21,9 +21,7 @@ def _context() -> LambdaContext:
 def _queued_chunks(stack) -> list:
     sqs = stack.client("sqs")
     chunks = []
-    while messages := sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get(
-        "Messages", []
-    ):
+    while messages := sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get("Messages", []):
         chunks.extend(decode(m["Body"]) for m in messages)
     return chunks
 
@@ -107,17 +105,13 @@ def test_a_sync_item_broken_in_the_console_fails_naming_the_field(stack, pushed_
     assert runs["demo-events"]["status"] == "sending"
 
 
-def test_a_mapped_column_missing_from_the_model_fails_the_run_naming_it(
-    stack, pushed_project, planner_handler
-):
+def test_a_mapped_column_missing_from_the_model_fails_the_run_naming_it(stack, pushed_project, planner_handler):
     # Given demo-users maps a trait to a column the model does not return
     from segsync.store import SyncStore
 
     sync = pushed_project.sync("demo-users")
     broken = sync.model_copy(update={"traits": {**sync.traits, "phone": "phone_number"}})
-    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(
-        pushed_project.model_copy(update={"syncs": [broken]})
-    )
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(pushed_project.model_copy(update={"syncs": [broken]}))
 
     # When it runs
     response = planner_handler({"sync": "demo-users"}, _context())

@@ -35,9 +35,7 @@ class FakeTime:
 
 
 def track(i: int) -> bytes:
-    return orjson.dumps(
-        {"type": "track", "event": "Order Completed", "userId": f"u{i}", "messageId": f"m{i}"}
-    )
+    return orjson.dumps({"type": "track", "event": "Order Completed", "userId": f"u{i}", "messageId": f"m{i}"})
 
 
 MESSAGES = [track(i) for i in range(3)]

@@ -52,9 +52,7 @@ def sample_run(stack):
     return runs
 
 
-def test_the_sample_sqs_event_is_delivered_and_counted(
-    stack, sample_run, capture, sqs_event_factory, sender_handler
-):
+def test_the_sample_sqs_event_is_delivered_and_counted(stack, sample_run, capture, sqs_event_factory, sender_handler):
     # Given the sample SQS event (one chunk of three users)
     event = sqs_event_factory()
 

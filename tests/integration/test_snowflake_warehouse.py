@@ -108,9 +108,7 @@ def secretsmanager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def rsa_pem(passphrase: str | None = None) -> tuple[rsa.RSAPrivateKey, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     encryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
+        serialization.BestAvailableEncryption(passphrase.encode()) if passphrase else serialization.NoEncryption()
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     return key, pem.decode()
@@ -157,9 +155,7 @@ def test_a_failing_query_raises_warehouse_error_quoting_snowflake(password_env: 
 
 
 @pytest.mark.usefixtures("users_table")
-def test_password_from_an_environment_variable_logs_in(
-    connects: list[dict[str, Any]], password_env: SecretRef
-) -> None:
+def test_password_from_an_environment_variable_logs_in(connects: list[dict[str, Any]], password_env: SecretRef) -> None:
     # Given a password in an environment variable
     # When the adapter connects and runs a model
     with SnowflakeWarehouse(snowflake_connection(password_env)) as warehouse:

@@ -20,9 +20,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     project = load_project(args.file)
     if args.json:
-        print_json(
-            {"ok": True, "syncs": [s.name for s in project.syncs], "connections": list(project.connections)}
-        )
+        print_json({"ok": True, "syncs": [s.name for s in project.syncs], "connections": list(project.connections)})
     else:
         print(f"{args.file}: OK ({len(project.syncs)} syncs, {len(project.connections)} connections)")
     return EXIT_OK
