@@ -65,6 +65,9 @@ class RunLifecycle:
         if lock is None:
             return None
         run = self._runs.run(sync.name, lock["run_id"])
+        if run.get("status") == "committed":
+            self._runs.release_lock(sync.name, lock["run_id"])
+            return run
         if run.get("status") != "delivered":
             return None
         return self._finalize(sync, state, lock["run_id"])
@@ -94,14 +97,15 @@ class RunLifecycle:
 
     def _finalize(self, sync: UserSync | TrackSync, state: WarehouseState, run_id: str) -> dict[str, Any]:
         """Merge delivered rows into state, then history, then unlock; safe to repeat if it dies midway."""
-        rejections = self._runs.rejections(run_id)
-        destination = self._runs.run(sync.name, run_id)["destination"]
-        committed = state.commit(sync, destination, run_id, rejections)
-        self._runs.set_status(sync.name, run_id, "committed", committed=committed)
         run = self._runs.run(sync.name, run_id)
-        state.record_history(run)
+        committed = state.commit(sync, run["destination"], run_id, self._runs.rejections(run_id))
+        # History before the status: a finalize that dies in between is simply run again (both
+        # steps replace what they wrote); once the status says committed, only cleanup is left.
+        state.record_history({**run, "status": "committed", "committed": committed, "finished_at": self._clock()})
+        self._runs.set_status(sync.name, run_id, "committed", committed=committed)
         state.drop_run(sync.name)
         self._runs.release_lock(sync.name, run_id)
+        run = self._runs.run(sync.name, run_id)
         logger.info("run committed", extra={"sync": sync.name, "run_id": run_id, "committed": committed})
         return run
 

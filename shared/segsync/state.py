@@ -72,7 +72,7 @@ class WarehouseState:
     """The bookkeeping schema (``SEGSYNC`` by default) of one warehouse connection."""
 
     def __init__(self, warehouse: Warehouse, schema: str) -> None:
-        self._wh = warehouse
+        self.warehouse = warehouse
         self._schema = schema
         self.state_table = f"{schema}.SYNC_STATE"
         self.history_table = f"{schema}.SYNC_RUNS"
@@ -80,18 +80,18 @@ class WarehouseState:
 
     def ensure(self) -> None:
         """Create the schema and shared tables on first use (idempotent)."""
-        self._wh.ensure_schema(self._schema)
-        self._wh.execute(
+        self.warehouse.ensure_schema(self._schema)
+        self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.state_table} "
             "(SYNC VARCHAR, DESTINATION VARCHAR, ROW_KEY VARCHAR, ROW_HASH VARCHAR, SYNCED_AT TIMESTAMP)"
         )
-        self._wh.execute(
+        self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.history_table} (SYNC VARCHAR, RUN_ID VARCHAR, STATUS VARCHAR, "
             "TRIGGER VARCHAR, FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, "
             "SOURCE_ROWS BIGINT, NEW_ROWS BIGINT, CHANGED_ROWS BIGINT, UNCHANGED_ROWS BIGINT, "
             "REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR VARCHAR)"
         )
-        self._wh.execute(
+        self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC VARCHAR, RUN_ID VARCHAR, "
             "ROW_KEY VARCHAR, FIELD VARCHAR, REASON VARCHAR, REJECTED_AT TIMESTAMP)"
         )
@@ -105,7 +105,7 @@ class WarehouseState:
 
     def model_columns(self, model: str) -> list[str]:
         """The model's column names, as the warehouse spells them, without reading its rows."""
-        return self._wh.describe(f"SELECT * FROM (\n{nested(model)}\n) AS m")
+        return self.warehouse.describe(f"SELECT * FROM (\n{nested(model)}\n) AS m")
 
     def prepare(
         self, sync: UserSync | TrackSync, destination: str, columns: list[str], *, full_resync: bool
@@ -132,7 +132,7 @@ class WarehouseState:
             )
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.model)}\n) AS src{cursor_filter}"
-        self._wh.execute(
+        self.warehouse.execute(
             f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n"
             f"WITH m AS ({model}),\n"
             f"k AS (SELECT CAST(m.{key} AS VARCHAR) AS {KEY}, COUNT(*) OVER (PARTITION BY m.{key}) AS {KEY_COUNT}, "
@@ -143,7 +143,7 @@ class WarehouseState:
             f"ON s.SYNC = {literal(sync.name)} AND s.DESTINATION = {literal(destination)} AND s.ROW_KEY = k.{KEY}"
         )
         counts = dict.fromkeys(("new", "changed", "unchanged", "resync", "bad"), 0)
-        for change_kind, bad, rows in self._wh.query(
+        for change_kind, bad, rows in self.warehouse.query(
             f"SELECT {CHANGE}, CASE WHEN {KEY} IS NULL OR {KEY_COUNT} > 1 THEN 1 ELSE 0 END, COUNT(*) "
             f"FROM {self.run_table(sync.name)} GROUP BY 1, 2"
         ):
@@ -178,8 +178,8 @@ class WarehouseState:
             f"AND r.{KEY} NOT IN (SELECT ROW_KEY FROM {self.rejected_table} WHERE SYNC = {literal(sync.name)} "
             f"AND RUN_ID = {literal(run_id)} AND ROW_KEY IS NOT NULL)"
         )
-        committed = self._wh.query(f"SELECT COUNT(*) {delivered}")[0][0]
-        self._wh.execute(
+        committed = self.warehouse.query(f"SELECT COUNT(*) {delivered}")[0][0]
+        self.warehouse.execute(
             f"MERGE INTO {self.state_table} AS s USING (\n"
             f"SELECT {literal(sync.name)} AS SYNC, {literal(destination)} AS DESTINATION, r.{KEY} AS ROW_KEY, "
             f"r.{ROW_HASH} AS ROW_HASH {delivered}\n"
@@ -194,11 +194,11 @@ class WarehouseState:
 
     def record_rejections(self, sync_name: str, run_id: str, rejections: list[dict[str, Any]]) -> None:
         """Write a run's rejected records where analysts can query them (replacing any earlier copy)."""
-        self._wh.execute(
+        self.warehouse.execute(
             f"DELETE FROM {self.rejected_table} WHERE SYNC = {literal(sync_name)} AND RUN_ID = {literal(run_id)}"
         )
         now = _now()
-        self._wh.insert_rows(
+        self.warehouse.insert_rows(
             self.rejected_table,
             list(REJECTED_COLUMNS),
             [(sync_name, run_id, r.get("row_key"), r["field"], r["reason"], now) for r in rejections],
@@ -206,7 +206,7 @@ class WarehouseState:
 
     def record_history(self, run: dict[str, Any]) -> None:
         """One row per run in ``SYNC_RUNS`` (replacing an earlier row of the same run)."""
-        self._wh.execute(f"DELETE FROM {self.history_table} WHERE RUN_ID = {literal(run['run_id'])}")
+        self.warehouse.execute(f"DELETE FROM {self.history_table} WHERE RUN_ID = {literal(run['run_id'])}")
         values = (
             run["sync"], run["run_id"], run["status"], run.get("trigger"), bool(run.get("full_resync")),
             _timestamp(run.get("started_at")), _timestamp(run.get("finished_at")) or _now(),
@@ -214,14 +214,14 @@ class WarehouseState:
             run.get("rejected_planner", 0) + run.get("rejected_sender", 0), run.get("sent", 0),
             run.get("committed", 0), run.get("error") or run.get("last_error"),
         )  # fmt: skip
-        self._wh.insert_rows(self.history_table, list(HISTORY_COLUMNS), [values])
+        self.warehouse.insert_rows(self.history_table, list(HISTORY_COLUMNS), [values])
 
     def drop_run(self, sync_name: str) -> None:
-        self._wh.execute(f"DROP TABLE IF EXISTS {self.run_table(sync_name)}")
+        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.run_table(sync_name)}")
 
     def history(self, sync_name: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest runs of a sync, from the warehouse's own record."""
-        rows = self._wh.query(
+        rows = self.warehouse.query(
             f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {self.history_table} WHERE SYNC = {literal(sync_name)} "
             f"ORDER BY RUN_ID DESC LIMIT {int(limit)}"
         )
@@ -234,7 +234,7 @@ class WarehouseState:
             if run_id
             else f"RUN_ID = (SELECT MAX(RUN_ID) FROM {self.rejected_table} WHERE SYNC = {literal(sync_name)})"
         )
-        rows = self._wh.query(
+        rows = self.warehouse.query(
             f"SELECT {', '.join(REJECTED_COLUMNS)} FROM {self.rejected_table} "
             f"WHERE SYNC = {literal(sync_name)} AND {run_filter} ORDER BY ROW_KEY LIMIT {int(limit)}"
         )
@@ -263,8 +263,8 @@ class WarehouseState:
         """
         run_table = self.run_table(sync.name)
         cursor_table = self.cursor_table(sync.name, destination)
-        column = quote(_name(cursor, self._wh.describe(f"SELECT * FROM {run_table}")))
-        self._wh.execute(
+        column = quote(_name(cursor, self.warehouse.describe(f"SELECT * FROM {run_table}")))
+        self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {cursor_table} AS "
             f"SELECT CAST('' AS VARCHAR) AS RUN_ID, r.{column} AS WATERMARK FROM {run_table} AS r WHERE 1 = 0"
         )
@@ -272,7 +272,7 @@ class WarehouseState:
             f"r.{KEY} IS NULL OR r.{KEY_COUNT} > 1 OR r.{KEY} IN (SELECT ROW_KEY FROM {self.rejected_table} "
             f"WHERE SYNC = {literal(sync.name)} AND RUN_ID = {literal(run_id)})"
         )
-        self._wh.execute(
+        self.warehouse.execute(
             f"INSERT INTO {cursor_table} (RUN_ID, WATERMARK) SELECT {literal(run_id)}, COALESCE("
             f"(SELECT MIN(r.{column}) FROM {run_table} AS r WHERE {held_back}), "
             f"(SELECT MAX(r.{column}) FROM {run_table} AS r), {self._watermark(cursor_table)})"
@@ -285,7 +285,7 @@ class WarehouseState:
 
     def _exists(self, table: str) -> bool:
         schema, name = table.split(".")
-        rows = self._wh.query(
+        rows = self.warehouse.query(
             "SELECT COUNT(*) FROM information_schema.tables "
             f"WHERE UPPER(table_schema) = {literal(schema.upper())} AND UPPER(table_name) = {literal(name.upper())}"
         )
