@@ -24,12 +24,19 @@ run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local captu
 test: $(STAMP) ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest
 
+bench: $(STAMP) ## Benchmark sender (vs the official library), planner, incremental, end to end, cost (~5 min)
+	$(BIN)/python -m bench
+
+faults: $(STAMP) ## Run the fault-injection suite and print its figures (sent, received, duplicates, lost)
+	SEGSYNC_FAULTS_TABLE=$(VENV)/faults.md $(BIN)/pytest -q tests/e2e/test_faults.py
+	@cat $(VENV)/faults.md
+
 lint: $(STAMP) ## Lint and format-check the code (fails on findings)
-	$(BIN)/ruff check shared functions tests
-	$(BIN)/ruff format --check shared functions tests
+	$(BIN)/ruff check shared functions tests bench
+	$(BIN)/ruff format --check shared functions tests bench
 
 pr: lint test validate ## Every check a change must pass before it lands
 
-.PHONY: help venv run test lint pr
+.PHONY: help venv run test bench lint pr
 
 include make/aws.mk

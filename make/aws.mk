@@ -14,9 +14,10 @@ SAM_OFFLINE_ENV := $(SAM_ENV) AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-
 # `sam build` (without a container) needs a python3.12 matching the functions' runtime. Where it is
 # not on PATH but pyenv has it, these versions are exposed for that one command.
 SAM_PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
-# Used by `sam local invoke`: the functions reach the local stack (moto, capture endpoint) on the
-# host through host.docker.internal, which Linux engines only know with this mapping.
-SAM_LOCAL_FLAGS ?= --add-host host.docker.internal:host-gateway
+# Used by `sam local invoke`: the functions reach the local stack (`make local-stack`: moto and the
+# capture endpoint) on the host through host.docker.internal, which Linux engines only know with this
+# mapping; the region is the local stack's, whatever AWS_REGION says for deploying.
+SAM_LOCAL_FLAGS ?= --add-host host.docker.internal:host-gateway --region us-east-1
 SAM_LOCAL_ENV := events/local-env.json
 
 $(SAM_STAMP): make/aws.mk
@@ -58,6 +59,9 @@ require-docker:
 		echo "Start Docker and try again, or use 'make run' / 'make test', which call the handlers directly." >&2; \
 		exit 1; }
 
+local-stack: $(STAMP) ## Serve moto and the capture endpoint for invoke-planner/invoke-sender (Ctrl-C stops)
+	$(BIN)/segsync local-stack --project demo/segsync.yml
+
 invoke-planner: require-docker build ## Run the planner in Docker on events/planner-schedule.json (needs Docker)
 	$(SAM_OFFLINE_ENV) $(SAM) local invoke PlannerFunction --event events/planner-schedule.json \
 		--env-vars $(SAM_LOCAL_ENV) $(SAM_LOCAL_FLAGS)
@@ -66,4 +70,4 @@ invoke-sender: require-docker build ## Run the sender in Docker on events/sender
 	$(SAM_OFFLINE_ENV) $(SAM) local invoke SenderFunction --event events/sender-sqs.json \
 		--env-vars $(SAM_LOCAL_ENV) $(SAM_LOCAL_FLAGS)
 
-.PHONY: sam-venv validate build deploy require-docker invoke-planner invoke-sender
+.PHONY: sam-venv validate build deploy require-docker local-stack invoke-planner invoke-sender

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from segsync import handlers, settings
 from segsync.local.demo import build_warehouse
+from segsync.observability import metrics
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -31,6 +32,9 @@ def isolated_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     settings.aws_resource.cache_clear()
     handlers.sender_for.cache_clear()
     parameters.clear_caches()
+    # With POWERTOOLS_METRICS_DISABLED, Powertools never clears its buffer, and prints it to stdout
+    # (into some later test's --json output) once a metric holds 100 values.
+    metrics.clear_metrics()
 
 
 @pytest.fixture

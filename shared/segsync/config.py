@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from segsync.errors import ConfigError
+from segsync.schedule import parse as parse_schedule
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -54,6 +55,11 @@ class DuckDBConnection(Model):
     type: Literal["duckdb"]
     path: str
     state_schema: str = "SEGSYNC"
+    memory_limit: str = Field(
+        default="128MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB runs inside the planner: past this it spills to disk instead of growing",
+    )
 
 
 class SnowflakeConnection(Model):
@@ -227,7 +233,18 @@ class SyncBase(Model):
     source: str = Field(description="name of a warehouse connection")
     destination: str = Field(description="name of a Segment connection")
     model: str = Field(min_length=1, description="SQL run against the warehouse")
-    schedule: str | None = Field(default=None, pattern=r"^(rate|cron)\(.+\)$")
+    schedule: str | None = Field(default=None, description="rate(...) or cron(...), UTC; none: every tick")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        """A bad expression is a config error now, not a sync that silently never runs."""
+        if value is not None:
+            try:
+                parse_schedule(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     OBJECT_FIELD: ClassVar[str] = "traits"
     """The message object a sync's named fields and Sync All Properties fill (traits or properties)."""

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import time
 from functools import cache
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection
+from segsync.dispatch import Dispatcher, Invoke
 from segsync.errors import ConfigError, SegsyncError
 from segsync.lifecycle import RunLifecycle
 from segsync.observability import logger, metrics
 from segsync.planner import PlanLimits, Planner
 from segsync.queue import ChunkQueue
 from segsync.sender import ChunkOutcome, Sender
-from segsync.settings import PlannerSettings, SenderSettings, aws_endpoint, dynamodb_table, sqs_client
+from segsync.settings import (
+    PlannerSettings,
+    SenderSettings,
+    aws_client,
+    aws_endpoint,
+    dynamodb_table,
+    sqs_client,
+)
 from segsync.state import WarehouseState
 from segsync.store import RunStore, SyncStore
 from segsync.warehouse import connect
@@ -24,10 +34,11 @@ DEADLINE_MARGIN_S = 5.0
 
 
 class PlannerEvent(BaseModel):
-    """What starts a planner: the schedule's tick (no syncs named: every enabled sync) or a request.
+    """What starts a planner: the schedule's tick (no sync named) or a request for named syncs.
 
     ``action``: ``run`` settles each sync's previous run and plans a new one; ``finalize`` only commits
-    runs whose chunks are all delivered (the local driver sends it once the queue is drained).
+    runs whose chunks are all delivered (the local driver sends it once the queue is drained). A tick
+    starts each due sync in its own invocation (see ``segsync.dispatch``).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -39,8 +50,12 @@ class PlannerEvent(BaseModel):
     trigger: str = "schedule"
 
 
-def plan_event(event: dict[str, Any], settings: PlannerSettings) -> dict[str, Any]:
-    """Handle a planner event for each sync it names (or every one); one bad sync never stops the rest."""
+def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke | None = None) -> dict[str, Any]:
+    """Handle a planner event for each sync it names, or dispatch the tick; one bad sync never stops the rest.
+
+    ``invoke`` starts another planner invocation: on Lambda, this function again, asynchronously;
+    elsewhere (no function name in the environment), the same handling inline.
+    """
     try:
         request = PlannerEvent.model_validate(event or {})
     except ValidationError as exc:
@@ -54,14 +69,30 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings) -> dict[str, An
     )
     lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds)
     named = request.syncs or ([request.sync] if request.sync else None)
+    if named is None:
+        invoke = invoke or _self_invoker(settings)
+        return {"dispatched": Dispatcher(store, runs, invoke).tick(request.trigger)}
     results = []
-    for name in named or store.sync_names():
+    for name in named:
         logger.append_keys(sync=name)
         if request.action == "finalize":
             results.append(_finalize_one(store, lifecycle, name))
         else:
-            results.append(_run_one(store, lifecycle, name, request, explicit=named is not None))
+            results.append(_run_one(store, lifecycle, name, request))
     return {"runs": [r for r in results if r is not None]}
+
+
+def _self_invoker(settings: PlannerSettings) -> Invoke:
+    """Each due sync in its own planner invocation (asynchronous), or inline outside Lambda."""
+    function = settings.aws_lambda_function_name
+    if function is None:
+        return lambda event: logger.info("planned inline", extra=plan_event(event, settings))
+    client = aws_client("lambda", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION"))
+
+    def invoke(event: dict[str, Any]) -> None:
+        client.invoke(FunctionName=function, InvocationType="Event", Payload=orjson.dumps(event))
+
+    return invoke
 
 
 def _resolve(store: SyncStore, name: str) -> tuple[Any, DuckDBConnection | SnowflakeConnection, SegmentConnection]:
@@ -76,13 +107,9 @@ def _resolve(store: SyncStore, name: str) -> tuple[Any, DuckDBConnection | Snowf
     return sync, source, destination
 
 
-def _run_one(
-    store: SyncStore, lifecycle: RunLifecycle, name: str, request: PlannerEvent, *, explicit: bool
-) -> dict[str, Any] | None:
+def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: PlannerEvent) -> dict[str, Any] | None:
     try:
         sync, source, destination = _resolve(store, name)
-        if not sync.enabled and not explicit:
-            return None
         with connect(source) as warehouse:
             state = WarehouseState(warehouse, source.state_schema)
             result = lifecycle.start(
@@ -109,13 +136,22 @@ def _finalize_one(store: SyncStore, lifecycle: RunLifecycle, name: str) -> dict[
 
 
 @cache
-def sender_for(runs_table: str, concurrency: int, events_per_second: int | None, endpoint: str | None) -> Sender:
+def sender_for(
+    runs_table: str,
+    concurrency: int,
+    events_per_second: int | None,
+    endpoint: str | None,
+    read_timeout_s: float | None = None,
+) -> Sender:
     """One Sender per warm container: its HTTP connections and rate limiter outlive an invocation.
 
     The AWS endpoint is part of the key so a client never outlives the stack it was made for.
     """
     return Sender(
-        RunStore(dynamodb_table(runs_table)), concurrency=concurrency, events_per_second_cap=events_per_second
+        RunStore(dynamodb_table(runs_table)),
+        concurrency=concurrency,
+        events_per_second_cap=events_per_second,
+        read_timeout_s=read_timeout_s,
     )
 
 
@@ -127,6 +163,7 @@ def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> Chunk
         settings.sender_max_concurrency,
         settings.segment_events_per_second,
         aws_endpoint(),
+        settings.segment_read_timeout_s,
     )
     try:
         outcome = sender.process(body, deadline)

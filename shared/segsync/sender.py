@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from segsync.chunks import Chunk, decode
 from segsync.config import SegmentConnection, parse_sync
@@ -17,10 +18,20 @@ from segsync.segment import BatchRejected, SegmentClient, pack
 from segsync.store import ChunkTally, Rejection, RunStore
 
 MIN_EVENTS_PER_SECOND = 1.0
+RECOVERY_INTERVAL_S = 10.0
+"""How long a slowed-down sender must go without a 429 before it speeds up a step."""
+RECOVERY_STEP = 0.1
+"""Each step gives back this share of the configured pace (AIMD: halve on 429, add back slowly)."""
 
 
 class RateLimiter:
-    """Paces events to a per-sender share of the destination's events/s; a 429 halves the pace."""
+    """Paces events to a per-sender share of the destination's events/s.
+
+    A 429 halves the pace (never below MIN_EVENTS_PER_SECOND) and holds every batch that shares this
+    limiter until Segment's ``Retry-After`` has passed. After RECOVERY_INTERVAL_S without a 429 the pace
+    grows by RECOVERY_STEP of the configured share, and so on each interval, never past that share:
+    one 429 costs about 50 s of reduced pace, and a sender that keeps hitting 429s stays slow.
+    """
 
     def __init__(
         self,
@@ -28,24 +39,41 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.target = events_per_second
         self.rate = events_per_second
         self._clock = clock
         self._sleep = sleep
         self._next_free = clock()
+        self._changed_at = self._next_free
         self._lock = threading.Lock()
 
     def acquire(self, events: int) -> None:
         """Wait until ``events`` more events fit the pace."""
         with self._lock:
             now = self._clock()
+            self._recover(now)
             start = max(now, self._next_free)
             self._next_free = start + events / self.rate
         if start > now:
             self._sleep(start - now)
 
-    def throttled(self, _retry_after: float | None = None) -> None:
-        """Segment said 429: slow down for the rest of this process's life."""
-        self.rate = max(MIN_EVENTS_PER_SECOND, self.rate / 2)
+    def throttled(self, retry_after: float | None = None) -> None:
+        """Segment said 429: halve the pace, and start no batch before its ``Retry-After`` has passed."""
+        with self._lock:
+            now = self._clock()
+            self.rate = max(MIN_EVENTS_PER_SECOND, self.rate / 2)
+            self._changed_at = now
+            if retry_after:
+                self._next_free = max(self._next_free, now + retry_after)
+
+    def _recover(self, now: float) -> None:
+        """Add back one step per quiet interval since the last change (called under the lock)."""
+        if self.rate >= self.target:
+            return
+        steps = int((now - self._changed_at) // RECOVERY_INTERVAL_S)
+        if steps > 0:
+            self.rate = min(self.target, self.rate + steps * RECOVERY_STEP * self.target)
+            self._changed_at += steps * RECOVERY_INTERVAL_S
 
 
 @dataclass
@@ -68,12 +96,13 @@ class Sender:
         *,
         concurrency: int = 1,
         events_per_second_cap: int | None = None,
+        read_timeout_s: float | None = None,
         client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient] | None = None,
     ) -> None:
         self._runs = runs
         self._concurrency = max(1, concurrency)
         self._cap = events_per_second_cap
-        self._client_factory = client_factory or default_client
+        self._client_factory = client_factory or partial(default_client, read_timeout_s=read_timeout_s)
         self._clients: dict[str, tuple[SegmentClient, RateLimiter]] = {}
 
     def process(self, body: str, deadline: float) -> ChunkOutcome:
@@ -186,8 +215,17 @@ class _Progress:
     retries: int = 0
 
 
-def default_client(destination: SegmentConnection, on_throttle: Callable[[float], None]) -> SegmentClient:
-    """A client for the destination's API base, with its write key read from its secret."""
+def default_client(
+    destination: SegmentConnection, on_throttle: Callable[[float], None], read_timeout_s: float | None = None
+) -> SegmentClient:
+    """A client for the destination's API base, with its write key read from its secret.
+
+    ``read_timeout_s``: how long to wait for Segment's answer before retrying (None: the client's default).
+    """
+    timeouts = {"read_timeout": read_timeout_s} if read_timeout_s is not None else {}
     return SegmentClient(
-        destination.api_base, resolve(destination.write_key, "Segment write key"), on_throttle=on_throttle
+        destination.api_base,
+        resolve(destination.write_key, "Segment write key"),
+        on_throttle=on_throttle,
+        **timeouts,
     )

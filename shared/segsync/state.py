@@ -158,10 +158,11 @@ class WarehouseState:
         )
 
     def changed_rows_sql(self, sync_name: str) -> str:
-        """The rows to send (and the bad keys to reject), in key order."""
+        """The rows to send, and the bad keys to reject (in no particular order: a sort would cost
+        the warehouse memory and buy nothing, since finalize commits a run only when all of it is done)."""
         return (
             f"SELECT * FROM {self.run_table(sync_name)} "
-            f"WHERE {CHANGE} <> 'unchanged' OR {KEY} IS NULL OR {KEY_COUNT} > 1 ORDER BY {KEY}"
+            f"WHERE {CHANGE} <> 'unchanged' OR {KEY} IS NULL OR {KEY_COUNT} > 1"
         )
 
     def commit(

@@ -157,6 +157,33 @@ class RunStore:
         item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": "lock"}, ConsistentRead=True).get("Item")
         return from_item(item) if item else None
 
+    def last_scheduled(self, sync: str) -> float | None:
+        """When the tick last started this sync (epoch seconds); kept without TTL, unlike runs."""
+        item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": "schedule"}, ConsistentRead=True).get("Item")
+        return None if item is None else float(item["last_started"])
+
+    def claim_schedule(self, sync: str, seen: float | None, now: float) -> bool:
+        """Record that a tick starts the sync now, unless another tick did since ``seen``.
+
+        EventBridge Scheduler delivers at least once: a duplicated tick loses this conditional write.
+        """
+        condition = "attribute_not_exists(last_started)" if seen is None else "last_started = :seen"
+        values: dict[str, Any] = {":now": Decimal(str(round(now, 3)))}
+        if seen is not None:
+            values[":seen"] = Decimal(str(round(seen, 3)))
+        try:
+            self._table.update_item(
+                Key={"pk": f"sync#{sync}", "sk": "schedule"},
+                UpdateExpression="SET last_started = :now",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def release_lock(self, sync: str, run_id: str) -> None:
         """Release the lock if this run still holds it (a newer run's lock is never touched)."""
         try:
@@ -223,7 +250,11 @@ class RunStore:
         self.set_status(sync, run_id, "failed", error=error)
 
     def chunk_failed(self, sync: str, run_id: str, number: int, error: str) -> None:
-        """Keep the latest delivery failure on the run, so its history says why it is not delivered."""
+        """Keep the latest delivery failure on the run, so its history says why it is not delivered.
+
+        The chunk's own failure item counts its failed deliveries and keeps its first and last error,
+        so a chunk parked in the DLQ can say why (``segsync dlq show``).
+        """
         try:
             self._table.update_item(
                 Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
@@ -234,6 +265,29 @@ class RunStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+        now = self._clock()
+        self._table.update_item(
+            Key={"pk": f"run#{run_id}", "sk": f"failure#{number:06d}"},
+            UpdateExpression=(
+                "SET #sync = :sync, chunk = :chunk, first_error = if_not_exists(first_error, :error), "
+                "first_failed_at = if_not_exists(first_failed_at, :now), last_error = :error, "
+                "last_failed_at = :now, expires_at = :expires ADD attempts :one"
+            ),
+            ExpressionAttributeNames={"#sync": "sync"},
+            ExpressionAttributeValues={
+                ":sync": sync,
+                ":chunk": number,
+                ":error": error,
+                ":now": Decimal(str(round(now, 3))),
+                ":expires": int(now) + RUN_TTL_S,
+                ":one": 1,
+            },
+        )
+
+    def chunk_failure(self, run_id: str, number: int) -> dict[str, Any] | None:
+        """A chunk's failed deliveries (``attempts``, ``first_error``, ``last_error``), or None if none failed."""
+        item = self._table.get_item(Key={"pk": f"run#{run_id}", "sk": f"failure#{number:06d}"}, ConsistentRead=True)
+        return from_item(item["Item"]) if "Item" in item else None
 
     def chunk_recorded(self, run_id: str, number: int) -> bool:
         """Whether a chunk was already delivered and counted (a redelivered SQS message)."""

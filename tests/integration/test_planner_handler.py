@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import duckdb
 import orjson
@@ -30,15 +31,22 @@ def _runs(stack) -> RunStore:
     return RunStore(stack.table(os.environ["RUNS_TABLE"]))
 
 
+def _latest_runs(stack) -> dict[str, dict]:
+    """Each sync's newest run item, as the run history lists it."""
+    store = _runs(stack)
+    return {name: store.runs(name, limit=1)[0] for name in ("demo-users", "demo-events") if store.runs(name, limit=1)}
+
+
 def test_the_schedule_event_plans_every_enabled_sync_into_chunks(stack, pushed_project, planner_handler):
-    # Given the sample schedule event and two syncs in the syncs table
+    # Given the sample schedule event and two syncs (without a schedule of their own) in the syncs table
     event = orjson.loads((EVENTS / "planner-schedule.json").read_bytes())
 
-    # When the planner handles it
+    # When the planner handles it (outside Lambda, each sync's invocation runs inline)
     response = planner_handler(event, _context())
 
-    # Then both syncs are planned and every model row is queued exactly once, in order-numbered chunks
-    runs = {r["sync"]: r for r in response["runs"]}
+    # Then both syncs are dispatched and every model row is queued exactly once, in order-numbered chunks
+    assert sorted(d["sync"] for d in response["dispatched"]) == ["demo-events", "demo-users"]
+    runs = _latest_runs(stack)
     assert set(runs) == {"demo-users", "demo-events"}
     assert runs["demo-users"]["rows_read"] == 300
     assert runs["demo-events"]["rows_read"] == 2_000
@@ -62,6 +70,33 @@ def test_a_run_request_for_one_sync_plans_only_that_sync(stack, pushed_project, 
     assert _runs(stack).run("demo-users", response["runs"][0]["run_id"])["trigger"] == "manual"
 
 
+def test_a_tick_on_lambda_invokes_the_planner_once_per_due_sync_and_only_once_per_tick(
+    stack, pushed_project, monkeypatch
+):
+    # Given demo-users due hourly and demo-events without a schedule (due at every tick)
+    from segsync.handlers import plan_event
+    from segsync.settings import PlannerSettings
+    from segsync.store import SyncStore
+
+    users = pushed_project.sync("demo-users").model_copy(update={"schedule": "rate(1 hour)"})
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(
+        pushed_project.model_copy(update={"syncs": [users, pushed_project.sync("demo-events")]})
+    )
+    invoked: list[dict] = []
+    settings = PlannerSettings.from_env()
+
+    # When the tick comes twice within the same hour (EventBridge Scheduler delivers at least once)
+    first = plan_event({"trigger": "schedule"}, settings, invoke=invoked.append)
+    second = plan_event({"trigger": "schedule"}, settings, invoke=invoked.append)
+
+    # Then each sync was dispatched in its own invocation the first time; the second tick starts only
+    # the sync that has no schedule
+    assert sorted(d["sync"] for d in first["dispatched"]) == ["demo-events", "demo-users"]
+    assert [d["sync"] for d in second["dispatched"]] == ["demo-events"]
+    assert {"sync": "demo-users", "action": "run", "trigger": "schedule"} in invoked
+    assert _queued_chunks(stack) == []
+
+
 def test_failing_model_sql_fails_that_sync_only_and_quotes_the_warehouse(
     stack, pushed_project, planner_handler, tmp_path
 ):
@@ -74,15 +109,14 @@ def test_failing_model_sql_fails_that_sync_only_and_quotes_the_warehouse(
     )
 
     # When the schedule ticks
-    response = planner_handler({"trigger": "schedule"}, _context())
+    planner_handler({"trigger": "schedule"}, _context())
 
     # Then that run failed with the sync's name and DuckDB's words; the other sync was planned
-    runs = {r["sync"]: r for r in response["runs"]}
+    runs = _latest_runs(stack)
     assert runs["demo-users"]["status"] == "failed"
     assert "sync 'demo-users'" in runs["demo-users"]["error"]
     assert "no_such_table" in runs["demo-users"]["error"]
     assert runs["demo-events"]["status"] == "sending"
-    assert _runs(stack).run("demo-users", runs["demo-users"]["run_id"])["status"] == "failed"
 
 
 def test_a_sync_item_broken_in_the_console_fails_naming_the_field(stack, pushed_project, planner_handler):
@@ -95,10 +129,10 @@ def test_a_sync_item_broken_in_the_console_fails_naming_the_field(stack, pushed_
     )
 
     # When the schedule ticks
-    response = planner_handler({"trigger": "schedule"}, _context())
+    planner_handler({"trigger": "schedule"}, _context())
 
     # Then that sync's run fails naming the sync and the field; the other sync runs
-    runs = {r["sync"]: r for r in response["runs"]}
+    runs = _latest_runs(stack)
     assert runs["demo-users"]["status"] == "failed"
     assert "sync 'demo-users'" in runs["demo-users"]["error"]
     assert "key" in runs["demo-users"]["error"]
@@ -144,3 +178,28 @@ def test_null_and_duplicate_keys_are_rejected_by_key_and_the_rest_are_queued(
         ("user_000002", "duplicate key: 2 rows share it"),
     ]
     assert sum(len(c.rows) for c in _queued_chunks(stack)) == 297
+
+
+def test_a_tick_finalizes_a_delivered_run_of_a_sync_that_is_not_due(stack, pushed_project):
+    # Given demo-users (due hourly) started this hour, and its run since delivered
+    from segsync.handlers import plan_event
+    from segsync.settings import PlannerSettings
+    from segsync.store import SyncStore
+
+    users = pushed_project.sync("demo-users").model_copy(update={"schedule": "rate(1 hour)"})
+    SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(pushed_project.model_copy(update={"syncs": [users]}))
+    runs = _runs(stack)
+    runs.claim_schedule("demo-users", None, time.time())
+    runs.acquire_lock("demo-users", "run-1", 600)
+    runs.start("demo-users", "run-1", "schedule")
+    runs.planned("demo-users", "run-1", chunks=0)
+    invoked: list[dict] = []
+
+    # When the tick comes
+    plan_event({"trigger": "schedule"}, PlannerSettings.from_env(), invoke=invoked.append)
+
+    # Then the sync is not run again, but its delivered run is finalized now
+    assert runs.run("demo-users", "run-1")["status"] == "delivered"
+    assert [e for e in invoked if e["sync"] == "demo-users"] == [
+        {"sync": "demo-users", "action": "finalize", "trigger": "schedule"}
+    ]

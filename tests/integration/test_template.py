@@ -46,7 +46,9 @@ for resource in template["Resources"].values():
 json.dump({"source": source, "translated": transform(template, {}, NoManagedPolicies())}, sys.stdout)
 """
 
-DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:")
+DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:", "lambda:")
+LIBRARY = ROOT / "shared" / "segsync"
+METRIC_CALL = re.compile(r"add_metric\(\s*name=\"(\w+)\"")
 # Managed policies SAM may attach; anything else (e.g. AWSLambdaSQSQueueExecutionRole, which may
 # receive and delete on every queue) would grant data access on "*".
 ALLOWED_MANAGED_POLICIES = {
@@ -106,6 +108,20 @@ def _statements(role: dict[str, Any]) -> Iterator[tuple[list[str], list[Any]]]:
                 yield _as_list(statement["Action"]), _as_list(statement["Resource"])
 
 
+def _grants(resources: dict[str, Any]) -> Iterator[tuple[str, list[str], list[Any]]]:
+    """(role, actions, resources) of every Allow statement: role inline policies and policy resources."""
+    for name, role in _of_type(resources, "AWS::IAM::Role").items():
+        for actions, targets in _statements(role):
+            yield name, actions, targets
+    for kind in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy"):
+        for policy in _of_type(resources, kind).values():
+            roles = [policy["RoleName"]] if "RoleName" in policy else policy.get("Roles", [])
+            for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+                if statement["Effect"] == "Allow":
+                    for role in roles:
+                        yield role["Ref"], _as_list(statement["Action"]), _as_list(statement["Resource"])
+
+
 def _role_of(resources: dict[str, Any], function: str) -> str:
     role = resources[function]["Properties"]["Role"]
     assert "Fn::GetAtt" in role, f"{function}'s role is not one of this stack's roles: {role}"
@@ -115,8 +131,7 @@ def _role_of(resources: dict[str, Any], function: str) -> str:
 def _roles_granting(resources: dict[str, Any], action: str, resource_mentions: str) -> set[str]:
     return {
         name
-        for name, role in _of_type(resources, "AWS::IAM::Role").items()
-        for actions, targets in _statements(role)
+        for name, actions, targets in _grants(resources)
         if action in actions and any(resource_mentions in json.dumps(target) for target in targets)
     }
 
@@ -168,11 +183,11 @@ def test_no_data_access_on_wildcard_resources(resources):
     # Given every role in the stack
     roles = _of_type(resources, "AWS::IAM::Role")
 
-    # When we collect DynamoDB, SQS and Secrets Manager statements on "*", and managed policies
+    # When we collect DynamoDB, SQS, Secrets Manager and Lambda statements on "*" (in roles and in
+    # policies attached to them), and managed policies
     wildcard = [
         (name, actions)
-        for name, role in roles.items()
-        for actions, targets in _statements(role)
+        for name, actions, targets in _grants(resources)
         if any(a.startswith(DATA_SERVICES) or a == "*" for a in actions) and "*" in targets
     ]
     managed = {arn for role in roles.values() for arn in role.get("ManagedPolicyArns", [])}
@@ -215,8 +230,7 @@ def test_local_env_file_sets_only_variables_the_template_declares(resources):
 
     # When we compare it with what each function declares (sam local ignores anything else)
     undeclared = {
-        function: sorted(set(variables) - set(_env(resources, function)))
-        for function, variables in local_env.items()
+        function: sorted(set(variables) - set(_env(resources, function))) for function, variables in local_env.items()
     }
 
     # Then every variable it sets reaches the function, and both are pointed at the local stack
@@ -300,7 +314,7 @@ def test_alarms_watch_both_dlqs_and_planner_errors(resources):
     alarms = _of_type(resources, "AWS::CloudWatch::Alarm").values()
 
     # When we list what they watch
-    watched = {(a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms}
+    watched = {(a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms if "MetricName" in a}
 
     # Then both dead-letter queues and the planner's errors are covered
     depth = "ApproximateNumberOfMessagesVisible"
@@ -319,6 +333,7 @@ def test_no_hard_coded_physical_names(resources):
         "AlarmName",
         "LogGroupName",
         "LayerName",
+        "DashboardName",
     }
     # these two name the function they configure, not themselves
     referring = {"AWS::Lambda::EventSourceMapping", "AWS::Lambda::EventInvokeConfig"}
@@ -376,3 +391,221 @@ def test_cfn_lint_finds_nothing():
 
     # Then it reports no error and no warning
     assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+# ---------------------------------------------------------------------------------------- fan-out
+
+
+def test_the_planner_may_invoke_itself_and_nothing_else(resources):
+    # Given the roles allowed to invoke a Lambda function, and the schedule's role
+    planner_role = _role_of(resources, "PlannerFunction")
+    [schedule] = _of_type(resources, "AWS::Scheduler::Schedule").values()
+    scheduler_role = schedule["Target"]["RoleArn"]["Fn::GetAtt"][0]
+
+    # When we list who may invoke what
+    invokers = {
+        (role, json.dumps(targets))
+        for role, actions, targets in _grants(resources)
+        if any(a.startswith("lambda:Invoke") for a in actions)
+    }
+
+    # Then the planner may invoke itself (the tick fans out one invocation per due sync), the schedule
+    # may invoke the planner, and nobody may invoke anything else (the sender nothing at all)
+    planner_arn = json.dumps([{"Fn::GetAtt": ["PlannerFunction", "Arn"]}])
+    assert invokers == {(planner_role, planner_arn), (scheduler_role, planner_arn)}
+
+
+def test_the_fan_out_grant_is_not_a_circular_reference(resources):
+    # Given the policy resource that grants the planner its own ARN
+    [policy] = _of_type(resources, "AWS::IAM::RolePolicy").values()
+
+    # When we look at what the planner's role and function refer to
+    role = json.dumps(resources[_role_of(resources, "PlannerFunction")])
+    function = json.dumps(resources["PlannerFunction"])
+
+    # Then the grant is attached from outside: the role never names the function that names the role
+    assert policy["RoleName"] == {"Ref": _role_of(resources, "PlannerFunction")}
+    assert "PlannerFunction" not in role.replace("PlannerFunctionRole", "")
+    assert "PlannerFanOutPolicy" not in role + function
+
+
+def test_the_planner_knows_its_lock_and_its_name_without_extra_settings(templates, resources):
+    # Given the planner's environment and the template's parameters
+    planner = _env(resources, "PlannerFunction")
+    parameters = templates["source"]["Parameters"]
+
+    # When / Then the lock duration is the parameter, never shorter than a planner invocation, and the
+    # fan-out target is AWS_LAMBDA_FUNCTION_NAME, which Lambda sets (and reserves: it may not be declared)
+    assert planner["RUN_LOCK_SECONDS"] == {"Ref": "RunLockSeconds"}
+    assert parameters["RunLockSeconds"]["Default"] == 7200
+    assert parameters["RunLockSeconds"]["MinValue"] >= resources["PlannerFunction"]["Properties"]["Timeout"]
+    assert "PLANNER_FUNCTION_NAME" not in planner
+    assert not [name for name in planner if name.startswith("AWS_LAMBDA_")]
+
+
+# ---------------------------------------------------------------------------------------- alarms
+
+
+def _emitted_metrics() -> set[str]:
+    """Metric names the library emits (``metrics.add_metric(name="...")``)."""
+    return {name for path in LIBRARY.rglob("*.py") for name in METRIC_CALL.findall(path.read_text())}
+
+
+def _custom_metric(stat: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+    return stat["Namespace"], stat["MetricName"], stat["Dimensions"]
+
+
+def test_failed_runs_alarm_watches_the_planners_metric(resources):
+    # Given the functions' Powertools settings (the EMF namespace and the `service` dimension)
+    planner = _env(resources, "PlannerFunction")
+    namespace, service = planner["POWERTOOLS_METRICS_NAMESPACE"], planner["POWERTOOLS_SERVICE_NAME"]
+
+    # When we find the alarm on RunsFailed
+    [alarm] = [a for a in _of_type(resources, "AWS::CloudWatch::Alarm").values() if a.get("MetricName") == "RunsFailed"]
+
+    # Then it watches the metric as the code emits it and fires on the first failed run
+    assert _custom_metric(alarm) == (namespace, "RunsFailed", [{"Name": "service", "Value": service}])
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_rejected_rate_alarm_divides_rejected_rows_by_rows_planned(templates, resources):
+    # Given the alarm built on metric math
+    planner = _env(resources, "PlannerFunction")
+    dimensions = [{"Name": "service", "Value": planner["POWERTOOLS_SERVICE_NAME"]}]
+    [alarm] = [a for a in _of_type(resources, "AWS::CloudWatch::Alarm").values() if "Metrics" in a]
+
+    # When we read its queries
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    [returned] = [query for query in alarm["Metrics"] if query["ReturnData"]]
+    inputs = {
+        query_id: _custom_metric(query["MetricStat"]["Metric"])
+        for query_id, query in queries.items()
+        if "MetricStat" in query
+    }
+
+    # Then (planner rejections + sender rejections) / rows planned is compared with the parameter
+    namespace = planner["POWERTOOLS_METRICS_NAMESPACE"]
+    assert inputs == {
+        "planned": (namespace, "RowsPlanned", dimensions),
+        "rejected": (namespace, "RowsRejected", dimensions),
+        "refused": (namespace, "MessagesRejected", dimensions),
+    }
+    assert returned["Expression"] == "IF(planned > 0, (FILL(rejected, 0) + FILL(refused, 0)) / planned, 0)"
+    assert all(query["MetricStat"]["Stat"] == "Sum" for query in queries.values() if "MetricStat" in query)
+    assert alarm["Threshold"] == {"Ref": "RejectedRateThreshold"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert templates["source"]["Parameters"]["RejectedRateThreshold"]["Default"] == 0.05
+
+
+def test_every_alarm_notifies_the_topic_when_one_is_given(resources):
+    # Given every alarm
+    alarms = _of_type(resources, "AWS::CloudWatch::Alarm")
+
+    # When / Then each notifies the optional topic on alarm and on recovery
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert len(alarms) >= 5
+    assert {name: (a["AlarmActions"], a["OKActions"]) for name, a in alarms.items()} == {
+        name: (notify, notify) for name in alarms
+    }
+
+
+def test_alarms_and_dashboard_watch_only_metrics_the_code_emits(resources):
+    # Given the metric names the library emits, and the dashboard with its placeholders filled in
+    emitted = _emitted_metrics()
+    dashboard = _dashboard(resources)
+
+    # When we collect the custom metrics the alarms and the dashboard's widgets refer to
+    namespace = _env(resources, "PlannerFunction")["POWERTOOLS_METRICS_NAMESPACE"]
+    in_alarms = {
+        a["MetricName"]
+        for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if a.get("Namespace") == namespace
+    }
+    in_alarms |= {
+        q["MetricStat"]["Metric"]["MetricName"]
+        for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        for q in a.get("Metrics", [])
+        if "MetricStat" in q
+    }
+    on_dashboard = {
+        metric[1]
+        for widget in dashboard["widgets"]
+        for metric in widget["properties"].get("metrics", [])
+        if isinstance(metric[0], str) and metric[0] == namespace
+    }
+
+    # Then every one of them exists in the code (a renamed metric would leave an alarm that never fires),
+    # and the dashboard shows every metric the code emits
+    assert emitted == {
+        "RowsPlanned",
+        "RowsRejected",
+        "RunsFailed",
+        "MessagesSent",
+        "MessagesRejected",
+        "SegmentRetries",
+        "ChunksFailed",
+    }
+    assert in_alarms <= emitted
+    assert on_dashboard == emitted
+
+
+def test_dashboard_shows_queues_and_both_functions(resources):
+    # Given the dashboard
+    dashboard = _dashboard(resources)
+    metrics = [m for w in dashboard["widgets"] for m in w["properties"].get("metrics", []) if isinstance(m[0], str)]
+
+    # When we list the AWS metrics it plots, per resource
+    plotted = {(m[0], m[1], m[3]) for m in metrics if m[0].startswith("AWS/")}
+
+    # Then the DLQ depth and both functions' duration and errors are there, in the stack's region
+    for function in ("${PlannerFunction}", "${SenderFunction}"):
+        assert ("AWS/Lambda", "Duration", function) in plotted
+        assert ("AWS/Lambda", "Errors", function) in plotted
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${ChunkDeadLetterQueue.QueueName}") in plotted
+    assert {w["properties"]["region"] for w in dashboard["widgets"]} == {"${AWS::Region}"}
+
+
+def _dashboard(resources: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard body as JSON, ``${...}`` placeholders kept as strings (numbers where unquoted)."""
+    [dashboard] = _of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["DashboardBody"]["Fn::Sub"]
+    unquoted = re.sub(r'(?<!")\$\{[^}]+\}(?!")', "0.05", body)
+    return json.loads(unquoted)
+
+
+# Emits one metric as the planner would in Lambda (its environment from the template) and prints the EMF.
+EMIT = r"""
+from segsync.observability import metrics
+metrics.add_metric(name="RunsFailed", unit="Count", value=1)
+metrics.flush_metrics()
+"""
+
+
+def test_alarms_match_the_emf_the_code_prints_in_lambda(resources):
+    # Given the planner's Powertools settings as the template sets them
+    planner = _env(resources, "PlannerFunction")
+    powertools = {name: value for name, value in planner.items() if name.startswith("POWERTOOLS_")}
+    powertools = {name: value for name, value in powertools.items() if isinstance(value, str)}
+    [alarm] = [a for a in _of_type(resources, "AWS::CloudWatch::Alarm").values() if a.get("MetricName") == "RunsFailed"]
+
+    # When the library emits a metric in a process with that environment
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    completed = subprocess.run(
+        [sys.executable, "-c", EMIT],
+        env={**clean, **powertools},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    emf = json.loads(completed.stdout)
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+
+    # Then its namespace and dimensions are the ones the alarm watches
+    assert directive["Namespace"] == alarm["Namespace"]
+    assert [{"Name": name, "Value": emf[name]} for name in directive["Dimensions"][0]] == alarm["Dimensions"]

@@ -667,3 +667,17 @@ def test_the_same_target_spelled_twice_is_refused():
 def test_a_constant_event_name_must_be_text(event):
     with pytest.raises(ConfigError, match=r"field 'event': a constant event name must be non-empty text"):
         parse_sync({**TRACK_SYNC, "event": {"value": event}})
+
+
+@pytest.mark.parametrize("schedule", ["cron(0 25 * * ? *)", "rate(0 minutes)", "every day"])
+def test_a_bad_schedule_names_the_sync_the_field_and_the_expression(tmp_path, schedule):
+    # Given a sync whose schedule EventBridge would not accept, When the project loads
+    message = load_error(tmp_path, with_sync({**USER_SYNC, "schedule": schedule}))
+
+    # Then the error names the sync, the field and the expression (not a sync that never runs)
+    assert "sync 'x' field 'schedule'" in message and schedule in message
+
+
+def test_a_valid_schedule_is_kept_as_written(tmp_path):
+    project = load_project(write(tmp_path, with_sync({**USER_SYNC, "schedule": "cron(15 2 * * ? *)"})))
+    assert project.sync("x").schedule == "cron(15 2 * * ? *)"

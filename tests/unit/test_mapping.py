@@ -471,3 +471,14 @@ def test_any_row_maps_to_a_valid_message_or_a_reasoned_rejection(sync, row):
     else:
         assert isinstance(message["event"], str)
         assert message["event"].strip()
+
+
+@pytest.mark.parametrize("name", ["identify:u1:abc", "track:evt_1", "", "ünïcødé:ключ"])
+def test_the_fast_message_id_is_exactly_uuid5(name):
+    # Given a sync namespace, When an id is built the fast way, Then it is uuid5's, character for character
+    import uuid
+
+    from segsync.mapping import message_id, sync_namespace
+
+    namespace = sync_namespace("demo-users")
+    assert message_id(namespace.bytes, name) == f"segsync-{uuid.uuid5(namespace, name)}"

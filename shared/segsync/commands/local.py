@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
-from segsync.config import Project, SegmentConnection, load_project
+from segsync.config import Project, SecretRef, SegmentConnection, load_project
+from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 
 DEMO_DIR = CHECKOUT / "demo"
@@ -17,6 +19,13 @@ DEMO_WRITE_KEY = "segsync-demo-write-key"
 CAPTURE_PORT = 8765
 CAPTURE_EVENTS_PER_SECOND = 1_000_000
 """The capture endpoint is not Segment: no 1,000 events/s workspace budget to respect."""
+REHEARSAL_KEY_ENV = "SEGSYNC_REHEARSAL_WRITE_KEY"
+"""A rehearsal never needs (nor sends) the project's real write key: the capture endpoint gets this one."""
+FAULTS_HELP = (
+    "inject faults at the local capture endpoint to rehearse delivery under them, e.g. "
+    "'seq=429,500,reset,reset_after,slow;rate=0.2;status=503;seed=7;retry_after=1;slow=20' "
+    "(a status, reset, reset_after, slow or ok per request, then a seeded error rate)"
+)
 
 
 def register(commands: Any) -> None:
@@ -38,8 +47,21 @@ def register(commands: Any) -> None:
         help="with --local: only this sync (repeatable)",
     )
     run.add_argument("--full-resync", action="store_true", help="ignore state: send every row again")
+    run.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="with --local: send to a local capture endpoint instead of the project's destination, and "
+        + FAULTS_HELP.removeprefix("inject faults at the local capture endpoint ")
+        + "; state is kept apart from the real destination's",
+    )
+    run.add_argument(
+        "--capture-port",
+        type=int,
+        default=CAPTURE_PORT,
+        help="with --faults: the capture endpoint's port (fixed, so a rehearsal's state stays the same)",
+    )
     run.add_argument("--json", action="store_true", help="machine-readable summary")
-    run.set_defaults(command=lambda args: run_in_stack(args) if args.stack else run_project(args))
+    run.set_defaults(command=lambda args: run_in_stack(args) if args.stack and not args.faults else run_project(args))
 
     demo = commands.add_parser("demo", help="build the demo warehouse and run its syncs locally")
     demo.add_argument("--endpoint", help="a Segment-compatible API base instead of the local capture endpoint")
@@ -57,15 +79,34 @@ def register(commands: Any) -> None:
         default=CAPTURE_PORT,
         help="the capture endpoint's port (fixed, so the demo's Segment destination and its state stay the same)",
     )
+    demo.add_argument("--faults", metavar="SPEC", help=FAULTS_HELP)
     demo.set_defaults(command=run_demo)
 
 
 def run_project(args: argparse.Namespace) -> int:
+    from segsync.local.capture import CaptureServer
     from segsync.local.run import run_local
 
+    if args.stack:
+        raise ConfigError("--faults rehearses on a local stack (--local), not in a deployed one")
     project = load_project(args.file)
-    report = run_local(project, args.syncs, full_resync=args.full_resync)
-    return _report(report, args, extra={})
+    if args.faults is None:
+        report = run_local(project, args.syncs, full_resync=args.full_resync)
+        return _report(report, args, extra={})
+    faults = _fault_plan(args.faults)
+    captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
+    saved = os.environ.get(REHEARSAL_KEY_ENV)
+    os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
+    try:
+        with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
+            report = run_local(_rehearsal(project, capture.url), args.syncs, full_resync=args.full_resync)
+            capture.wait_idle()
+    finally:
+        if saved is None:
+            os.environ.pop(REHEARSAL_KEY_ENV, None)
+        else:
+            os.environ[REHEARSAL_KEY_ENV] = saved
+    return _report(report, args, extra=_figures(capture, args.faults, captured))
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -81,16 +122,62 @@ def run_demo(args: argparse.Namespace) -> int:
     if not os.environ.get("SEGMENT_WRITE_KEY"):
         os.environ["SEGMENT_WRITE_KEY"] = DEMO_WRITE_KEY
     if args.endpoint:
+        if args.faults:
+            raise ConfigError("--faults injects faults at the local capture endpoint; it cannot reach --endpoint")
         report = run_local(_with_endpoint(project, args.endpoint, events_per_second=args.events_per_second))
         return _report(report, args, extra={"endpoint": args.endpoint})
+    faults = _fault_plan(args.faults) if args.faults else None
     out = args.dir / "out"
     out.mkdir(parents=True, exist_ok=True)
     captured = out / "captured.ndjson"
     captured.unlink(missing_ok=True)
-    with CaptureServer(captured, port=args.capture_port) as capture:
+    with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
         report = run_local(_with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND))
-        received = capture.messages
-    return _report(report, args, extra={"endpoint": "local capture", "captured": str(captured), "received": received})
+        capture.wait_idle()
+    if faults is not None:
+        return _report(report, args, extra=_figures(capture, args.faults, captured))
+    extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages}
+    return _report(report, args, extra=extra)
+
+
+def _fault_plan(spec: str) -> Any:
+    from segsync.local.capture import FaultPlan
+
+    try:
+        return FaultPlan.parse(spec)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--faults {spec!r}: {exc}") from None
+
+
+def _figures(capture: Any, spec: str, captured: Path) -> dict[str, Any]:
+    """What the capture endpoint saw under faults: Segment would keep ``distinct`` of ``received``."""
+    answered = dict(sorted(capture.statuses.items()))
+    return {
+        "endpoint": f"local capture, faults {spec!r}",
+        "captured": str(captured),
+        "requests": capture.requests,
+        "faults": ", ".join(f"{kind}: {count}" for kind, count in sorted(capture.faults_injected.items())) or "none",
+        "answers": ", ".join(f"{status}: {count}" for status, count in answered.items()) or "none",
+        "unanswered": capture.requests - sum(answered.values()),  # resets, and slow answers given up on
+        "received": capture.messages,
+        "distinct": capture.distinct,  # messageIds: what Segment keeps
+        "duplicates": capture.duplicates,  # on the wire, deduplicated by Segment
+    }
+
+
+def _rehearsal(project: Project, endpoint: str) -> Project:
+    """The project with every Segment destination at ``endpoint`` and a stand-in write key.
+
+    The destination (API base and key source) names its state, so a rehearsal never moves the real
+    destination's state forward.
+    """
+    connections = {
+        name: c.model_copy(update={"endpoint": endpoint, "write_key": SecretRef(env=REHEARSAL_KEY_ENV)})
+        if isinstance(c, SegmentConnection)
+        else c
+        for name, c in project.connections.items()
+    }
+    return project.model_copy(update={"connections": connections})
 
 
 def _in_dir(project: Project, directory: Path) -> Project:

@@ -25,7 +25,7 @@ from segsync.errors import ConfigError
 MAX_REQUEST_BYTES = 512_000
 MAX_BATCH_MESSAGES = 2_500
 SINGLE_TYPES = frozenset({"identify", "track", "group", "page", "screen", "alias"})
-FAULT_WORDS = frozenset({"ok", "reset", "slow"})
+FAULT_WORDS = frozenset({"ok", "reset", "reset_after", "slow"})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 POLL_INTERVAL_S = 0.02
 
@@ -50,15 +50,20 @@ class FaultPlan:
 
     Attributes:
         sequence: one action per request, in order: an int is a status answered without recording
-            the request, ``"reset"`` drops the connection without a response, ``"slow"`` sleeps
-            ``slow_seconds`` then answers normally, ``"ok"`` answers normally. Then ``error_rate`` rules.
+            the request, ``"reset"`` drops the connection without a response, ``"reset_after"``
+            records the batch then drops the connection (the acknowledgement is lost: a retry is a
+            duplicate on the wire), ``"slow"`` sleeps ``slow_seconds`` then records and answers (to
+            nobody, if the client gave up), ``"ok"`` answers normally. Then ``error_rate`` rules.
         error_rate: the chance that a request past the sequence gets ``error_status``.
-        error_status: the status for ``error_rate`` failures.
+        error_status: the status for ``error_rate`` and ``fail_if`` failures.
         seed: seeds the ``error_rate`` draws, so a failing run can be replayed exactly.
         retry_after: seconds sent as ``Retry-After`` on injected 429 and 503 answers.
         slow_seconds: how long a ``"slow"`` request sleeps; longer than the client's read timeout.
         reject_if: a predicate on one message; a request holding a match is answered 400, as
             Segment does for a batch with one bad message in it.
+        fail_if: a predicate on one message; a request holding a match is answered ``error_status``
+            (an outage that hits one chunk only, e.g. until its receives run out). Set it to None
+            to end the outage.
     """
 
     sequence: list[int | str] = field(default_factory=list)
@@ -68,6 +73,7 @@ class FaultPlan:
     retry_after: float | None = None
     slow_seconds: float = 30.0
     reject_if: Callable[[dict[str, Any]], bool] | None = None
+    fail_if: Callable[[dict[str, Any]], bool] | None = None
 
     def __post_init__(self) -> None:
         for action in self.sequence:
@@ -113,10 +119,11 @@ class FaultPlan:
 class _Rejected(Exception):
     """A request the endpoint answers with an error status instead of recording it."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, injected: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.injected = injected
 
 
 class _Server(ThreadingHTTPServer):
@@ -142,6 +149,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         capture = self.server.capture
         capture.count_request()
+        try:
+            self._post(capture)
+        finally:
+            capture.request_done()
+
+    def _post(self, capture: CaptureServer) -> None:
         path = self.path.split("?", 1)[0]
         kind = path.removeprefix("/v1/")
         if not path.startswith("/v1/") or (kind != "batch" and kind not in SINGLE_TYPES):
@@ -150,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self._drain()
         action = capture.faults.next_action() if capture.faults else "ok"
+        if action != "ok":
+            capture.count_fault(str(action))
         if action == "reset":
             self._reset()
             return
@@ -164,9 +179,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._decode(raw)
             messages, dropped = capture.accept(kind, body)
         except _Rejected as exc:
-            self._answer(exc.status, {"success": False, "message": exc.message})
+            self._answer(exc.status, {"success": False, "message": exc.message}, fault=exc.injected)
             return
         capture.record(messages, dropped)
+        if action == "reset_after":
+            self._reset()  # accepted and recorded, but the client never hears so
+            return
         self._answer(200, {"success": True})
 
     def _drain(self) -> bytes | None:
@@ -233,9 +251,12 @@ class CaptureServer:
 
     Attributes:
         requests: requests received, faults included.
-        messages: messages recorded.
+        messages: messages recorded (a message received twice counts twice).
+        message_ids: how often each ``messageId`` was recorded; Segment keeps the first, drops the rest.
         dropped: messages answered 200 but not recorded, as Segment drops them.
         statuses: how often each HTTP status was answered (a reset answers none).
+        faults_injected: how often each fault of the plan was injected (a status, ``reset``, ``slow``,
+            ``reject_if``, ...).
     """
 
     def __init__(
@@ -249,8 +270,12 @@ class CaptureServer:
         self.messages = 0
         self.dropped = 0
         self.statuses: Counter[int] = Counter()
+        self.message_ids: Counter[str] = Counter()
+        self.faults_injected: Counter[str] = Counter()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -294,9 +319,36 @@ class CaptureServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    @property
+    def distinct(self) -> int:
+        """Distinct ``messageId``s recorded: what Segment keeps after deduplication."""
+        with self._lock:
+            return len(self.message_ids)
+
+    @property
+    def duplicates(self) -> int:
+        """Messages recorded again under a ``messageId`` already seen: duplicates on the wire."""
+        with self._lock:
+            return sum(self.message_ids.values()) - len(self.message_ids)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being answered (a ``"slow"`` one records late); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def count_request(self) -> None:
         with self._lock:
             self.requests += 1
+            self._in_flight += 1
+
+    def count_fault(self, kind: str) -> None:
+        with self._lock:
+            self.faults_injected[kind] += 1
+
+    def request_done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def count_status(self, status: int) -> None:
         with self._lock:
@@ -316,7 +368,12 @@ class CaptureServer:
         else:
             messages = [{"type": kind, **body}]
         if self.faults and self.faults.reject_if and any(map(self.faults.reject_if, messages)):
+            self.count_fault("reject_if")
             raise _Rejected(400, "a message in the batch was rejected")
+        fail_if = self.faults.fail_if if self.faults else None
+        if fail_if is not None and any(map(fail_if, messages)):
+            self.count_fault("fail_if")
+            raise _Rejected(self.faults.error_status, "injected fault", injected=True)
         return messages, 0
 
     def record(self, messages: list[dict[str, Any]], dropped: int) -> None:
@@ -327,6 +384,7 @@ class CaptureServer:
             with self.out_path.open("ab") as out:
                 out.write(lines)
             self.messages += len(messages)
+            self.message_ids.update(str(m.get("messageId")) for m in messages)
             self.dropped += dropped
 
 

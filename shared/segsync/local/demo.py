@@ -13,7 +13,7 @@ DEMO_EVENTS = 50_000
 USERS_SQL = """
 CREATE TABLE users AS
 SELECT
-    'user_' || lpad(i::VARCHAR, 6, '0')                                    AS user_id,
+    printf('user_%06d', i)                                                 AS user_id,
     'user' || i || '@example.com'                                          AS email,
     (['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken'])[1 + i % 8] || ' '
         || (['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'Thompson'])
@@ -30,8 +30,8 @@ FROM range(1, {users} + 1) AS t(i)
 EVENTS_SQL = """
 CREATE TABLE events AS
 SELECT
-    'evt_' || lpad(i::VARCHAR, 8, '0')                                     AS event_id,
-    'user_' || lpad((1 + (i * 13) % {users})::VARCHAR, 6, '0')             AS user_id,
+    printf('evt_%08d', i)                                                  AS event_id,
+    printf('user_%06d', 1 + (i * 13) % {users})                            AS user_id,
     (['Page Viewed', 'Product Added', 'Order Completed', 'Signed In'])[1 + (i * 17) % 4] AS event_name,
     TIMESTAMP '2025-01-01 00:00:00' + to_seconds((i * 104729) % 31536000)  AS occurred_at,
     'SKU-' || lpad(((i * 31) % 500)::VARCHAR, 4, '0')                      AS product_sku,

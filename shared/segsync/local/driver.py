@@ -65,6 +65,7 @@ class DrainStats:
     invocations: int = 0
     records: int = 0
     failed_records: int = 0
+    redelivered: int = 0
     seconds: float = 0.0
 
 
@@ -73,6 +74,10 @@ class LocalDriver:
 
     Records the sender reports failed are made visible again after ``retry_delay_s`` (Lambda would
     wait out the visibility timeout); after the queue's maxReceiveCount they land in the DLQ.
+
+    ``deliver_twice`` rehearses SQS's at-least-once delivery: a message it picks is, once handled,
+    made visible again instead of deleted, so the queue hands it to the sender a second time (as
+    when a visibility timeout lapses before the delete). Each message is redelivered at most once.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class LocalDriver:
         batch_size: int = 5,
         retry_delay_s: int = 1,
         sender_timeout_s: float = SENDER_TIMEOUT_S,
+        deliver_twice: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -96,6 +102,8 @@ class LocalDriver:
         self._batch_size = batch_size
         self._retry_delay_s = retry_delay_s
         self._sender_timeout_s = sender_timeout_s
+        self._deliver_twice = deliver_twice
+        self._redelivered: set[str] = set()
 
     def plan(self, event: dict[str, Any]) -> dict[str, Any]:
         """Invoke the planner handler once with ``event``."""
@@ -126,19 +134,34 @@ class LocalDriver:
             stats.invocations += 1
             stats.records += len(messages)
             stats.failed_records += len(failed)
+            done = 0
             for message in messages:
                 if message["MessageId"] in failed:
-                    self._sqs.change_message_visibility(
-                        QueueUrl=self._queue_url,
-                        ReceiptHandle=message["ReceiptHandle"],
-                        VisibilityTimeout=self._retry_delay_s,
-                    )
+                    self._release(message, self._retry_delay_s)
+                elif self._redeliver(message):
+                    stats.redelivered += 1
+                    self._release(message, 0)
                 else:
                     self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    done += 1
             if progress is not None:
-                progress(len(messages) - len(failed))
+                progress(done)
         stats.seconds = time.monotonic() - started
         return stats
+
+    def _release(self, message: dict[str, Any], delay_s: int) -> None:
+        """Make a received message visible again after ``delay_s`` (0: at once)."""
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay_s
+        )
+
+    def _redeliver(self, message: dict[str, Any]) -> bool:
+        if self._deliver_twice is None or message["MessageId"] in self._redelivered:
+            return False
+        if not self._deliver_twice(message):
+            return False
+        self._redelivered.add(message["MessageId"])
+        return True
 
     def _invoke_sender(self, messages: list[dict[str, Any]]) -> set[str]:
         event = {"Records": [self._record(m) for m in messages]}

@@ -89,11 +89,13 @@ def run_local(
     full_resync: bool = False,
     trigger: str = "local",
     sender_timeout_s: float = SENDER_TIMEOUT_S,
+    driver_options: dict[str, Any] | None = None,
 ) -> LocalReport:
     """Run the named syncs (default: every enabled one) through the real handlers on a local stack.
 
     The planner plans, the sender drains the queue, then the planner finalizes: state in the
-    warehouse moves forward only for what Segment accepted.
+    warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
+    (``batch_size``, ``retry_delay_s``, ``deliver_twice``), to rehearse how SQS and Lambda behave.
     """
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
@@ -110,6 +112,7 @@ def run_local(
             load_handler("planner"),
             load_handler("sender"),
             sender_timeout_s=sender_timeout_s,
+            **(driver_options or {}),
         )
         planned = driver.plan({"syncs": names, "trigger": trigger, "full_resync": full_resync})["runs"]
         bar = ProgressBar(sum(run.get("chunks", 0) for run in planned))
@@ -117,7 +120,7 @@ def run_local(
         bar.close()
         driver.plan({"action": "finalize", "syncs": names, "trigger": trigger})
         runs = RunStore(stack.table(RUNS_TABLE))
-        summaries = [_summary(runs, run["sync"], run["run_id"]) for run in planned]
+        summaries = [summarize(runs, run["sync"], run["run_id"]) for run in planned]
         dlq = sqs.get_queue_attributes(
             QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]["ApproximateNumberOfMessages"]
@@ -150,7 +153,8 @@ def _check_reachable(project: Project, destination: str) -> None:
         raise ConfigError(f"connection '{destination}': cannot reach {connection.api_base}: {exc}") from None
 
 
-def _summary(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
+def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
+    """One run as the CLI shows it, from its item in the runs table and its rejected records."""
     item = runs.run(sync, run_id)
     reasons = Counter(f"{r['field']}: {_reason_kind(r['reason'])}" for r in runs.rejections(run_id))
     finished = item.get("finished_at") or time.time()

@@ -20,7 +20,11 @@ class DuckDBWarehouse(Warehouse):
         if not Path(connection.path).is_file():
             raise WarehouseError(f"no DuckDB file at {connection.path}")
         try:
-            self._con = duckdb.connect(connection.path, read_only=read_only)
+            # The embedded warehouse shares the planner's process: a memory limit makes DuckDB spill
+            # its diff to disk rather than grow with the model (bounded memory is a guarantee).
+            self._con = duckdb.connect(
+                connection.path, read_only=read_only, config={"memory_limit": connection.memory_limit}
+            )
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open DuckDB file {connection.path}: {exc}") from None
 

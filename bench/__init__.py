@@ -1,0 +1,1 @@
+"""``make bench``: segsync's speed, memory and cost, measured side by side with the official Segment library."""

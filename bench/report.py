@@ -1,0 +1,205 @@
+"""The bench's verdicts (target, measured, pass/fail) and the plain-text table ``make bench`` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's bar, each with what was measured here and whether it was met."""
+    sender, official = results["sender"], results["official"]
+    planner, incremental = results["planner"], results["incremental"]
+    checks = [
+        (
+            "sender msgs per CPU-second",
+            ">= 60,000",
+            sender["msgs_per_cpu_s"],
+            f"{sender['msgs_per_cpu_s']:,.0f}",
+            sender["msgs_per_cpu_s"] >= 60_000,
+        ),
+        (
+            "sender vs official library (msgs per CPU-s)",
+            ">= 8x",
+            sender["ratio_vs_official"],
+            f"{sender['ratio_vs_official']:.2f}x ({official['msgs_per_cpu_s']:,.0f}/s official)",
+            sender["ratio_vs_official"] >= 8,
+        ),
+        (
+            "every message delivered (sender scenario)",
+            "all rows",
+            sender["run"]["endpoint_received"],
+            f"{sender['run']['endpoint_received']:,} of {sender['rows']:,}",
+            sender["run"]["complete"],
+        ),
+        (
+            f"planner peak RSS, {planner['sizes']['large']:,} vs {planner['sizes']['small']:,} rows",
+            "<= 1.3x",
+            planner["rss_ratio_1m_vs_100k"],
+            f"{planner['rss_ratio_1m_vs_100k']:.2f}x "
+            f"({planner['large']['peak_rss_mb']:,.0f} / {planner['small']['peak_rss_mb']:,.0f} MB)",
+            planner["rss_ratio_1m_vs_100k"] <= 1.3,
+        ),
+        (
+            "incremental run: messages sent = rows changed",
+            "equal",
+            incremental["sent"],
+            f"{incremental['sent']:,} sent, {incremental['changed']:,} changed",
+            incremental["sent"] == incremental["changed"],
+        ),
+        (
+            "incremental run time vs full run",
+            "<= 10%",
+            incremental["time_ratio"],
+            f"{100 * incremental['time_ratio']:.1f}%" if incremental["time_ratio"] is not None else "n/a",
+            incremental["time_ratio"] is not None and incremental["time_ratio"] <= 0.10,
+        ),
+    ]
+    return [
+        {"name": name, "target": target, "value": value, "measured": shown, "pass": bool(ok)}
+        for name, target, value, shown, ok in checks
+    ]
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]], left: int = 1) -> list[str]:
+    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    meta, sender, official = results["meta"], results["sender"], results["official"]
+    planner, incremental, e2e, cost = (
+        results["planner"],
+        results["incremental"],
+        results["end_to_end"],
+        results["cost"],
+    )
+    machine = meta["machine"]
+    out = [
+        f"segsync bench — {meta['date']} — {machine['nproc']} cores, {machine['cpu_model']}, "
+        f"Python {machine['python']}{' (QUICK: small sizes)' if meta['quick'] else ''}; load average "
+        f"{meta['load_average_1m']['start']:.1f} → {meta['load_average_1m']['end']:.1f}",
+        "",
+        "Targets",
+    ]
+    out += _table(
+        ("check", "target", "measured", "result"),
+        [(t["name"], t["target"], t["measured"], "PASS" if t["pass"] else "FAIL") for t in results["targets"]],
+        left=2,
+    )
+
+    out += ["", f"1. Sender path, {sender['rows']:,} rows (map → pack → gzip → POST, loopback endpoint)"]
+    rows = []
+    for run in [sender["run"], *official["configs"], official["run"]]:
+        best = " (best)" if run is official["run"] else " (winner)" if run.get("winner") else ""
+        rows.append(
+            (
+                run["library"].replace("segment-analytics-python", "official"),
+                run["config"] + best,
+                f"{run['rows']:,}",
+                f"{run['msgs_per_cpu_s']:,.0f}",
+                f"{run['msgs_per_wall_s']:,.0f}",
+                f"{run['peak_rss_mb']:,.0f}",
+                "yes" if run["complete"] else f"NO ({run['endpoint_received']:,})",
+            )
+        )
+    out += _table(("library", "configuration", "rows", "msgs/CPU-s", "msgs/wall-s", "peak MB", "delivered"), rows, 2)
+    out += [
+        f"segsync per message: {sender['us_per_msg']:.1f} µs CPU (map {sender['map_us_per_msg']:.1f}, "
+        f"pack+gzip+POST {sender['pack_gzip_post_us_per_msg']:.1f}; chunk decode {sender['decode_us_per_msg']:.1f} "
+        f"not included), {sender['json_bytes_per_msg']:.0f} B JSON → {sender['wire_bytes_per_msg']:.0f} B on the "
+        f"wire (gzip body); endpoint {sender['endpoint_cpu_us_per_msg']:.1f} µs/msg in its own process",
+    ]
+
+    small, large = planner["small"], planner["large"]
+    out += ["", "2. Planner (handler → DuckDB model + diff → chunks → SQS on moto in another process)"]
+    out += _table(
+        (
+            "model rows",
+            "rows/s",
+            "rows/CPU-s",
+            "CPU s",
+            "wall s",
+            "warehouse s",
+            "SQS s",
+            "chunks",
+            "baseline MB",
+            "peak MB",
+        ),
+        [
+            (
+                f"{r['rows_read']:,}",
+                f"{r['rows_per_s']:,.0f}",
+                f"{r['rows_per_cpu_s']:,.0f}",
+                f"{r['cpu_s']:.2f}",
+                f"{r['wall_s']:.2f}",
+                f"{r['timers'].get('warehouse', {}).get('seconds', 0):.2f}",
+                f"{sum(v for k, v in r['aws'].get('seconds', {}).items() if k.startswith('sqs.')):.2f}",
+                f"{r['chunks']:,}",
+                f"{r['baseline_rss_mb']:,.0f}",
+                f"{r['peak_rss_mb']:,.0f}",
+            )
+            for r in (small, large)
+        ],
+    )
+    out += [
+        f"peak RSS ratio {planner['rss_ratio_1m_vs_100k']:.2f}x; growth above the post-import baseline "
+        f"{planner['rss_growth_ratio_1m_vs_100k']:.2f}x; SQS s = SendMessageBatch round trips to moto"
+    ]
+
+    out += ["", f"3. Incremental: {incremental['changed']:,} of {incremental['rows_read']:,} users changed"]
+    out += _table(
+        ("run", "sent", "run s (summary)", "planner s", "local wall s"),
+        [
+            (
+                "full",
+                f"{e2e['sent']:,}",
+                f"{incremental['full_run_s']:.2f}",
+                f"{incremental['full_planner_s']:.2f}",
+                f"{incremental['full_wall_s']:.2f}",
+            ),
+            (
+                "incremental",
+                f"{incremental['sent']:,}",
+                f"{incremental['incremental_run_s']:.2f}",
+                f"{incremental['incremental_planner_s']:.2f}",
+                f"{incremental['incremental_wall_s']:.2f}",
+            ),
+        ],
+    )
+
+    out += [
+        "",
+        f"4. End to end (local pipeline, {e2e['rows']:,} rows): {e2e['rows_per_s']:,.0f} rows/s, "
+        f"{e2e['seconds']:.1f} s, peak RSS {e2e['peak_rss_mb']:,.0f} MB, endpoint CPU {e2e['endpoint_cpu_s']:.1f} s",
+    ]
+    total = e2e["seconds"] or 1
+    out += _table(
+        ("where the time went", "seconds", "share"),
+        [(k, f"{v:.2f}", f"{100 * v / total:.0f}%") for k, v in e2e["breakdown_s"].items()],
+    )
+
+    lam = cost["lambda"]
+    sqs = cost["sqs_requests_per_million_rows"]
+    ddb = cost["dynamodb_per_million_rows"]
+    out += [
+        "",
+        "5. Cost per million rows (us-east-1 list prices; CPU-bound Lambda duration from measured CPU seconds)",
+        f"   ${cost['usd_per_million_rows']:.4f} unpaced; ${cost['usd_per_million_rows_paced_1000_eps']:.4f} when "
+        f"the sender paces at Segment's 1,000 events/s (it sleeps inside the Lambda)",
+        f"   Lambda: planner {lam['planner_gb_s']:.1f} GB-s ({lam['planner_memory_mb']} MB), sender "
+        f"{lam['sender_gb_s']:.1f} GB-s ({lam['sender_memory_mb']} MB; {lam['sender_gb_s_paced_1000_eps']:,.0f} "
+        f"paced), {lam['requests']:,} invocations",
+        f"   SQS: {sqs['total']:,} requests ({sqs['SendMessageBatch']:,} send, {sqs['ReceiveMessage']:,} receive, "
+        f"{sqs['DeleteMessageBatch']:,} delete; 64 KB units) for {cost['chunks_per_million_rows']:,} chunks",
+        f"   DynamoDB: {ddb['write_units']:,} write units, {ddb['read_units']:,} read units",
+        f"   breakdown: {', '.join(f'{k} ${v:.5f}' for k, v in cost['breakdown_usd'].items() if k != 'total')}",
+        "",
+        f"total bench time {meta['duration_s']:.0f} s",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,59 @@
+"""The schedule's tick: which syncs are due, each started in its own planner invocation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from segsync.errors import ConfigError
+from segsync.schedule import is_due
+from segsync.store import RunStore, SyncStore
+
+Invoke = Callable[[dict[str, Any]], None]
+"""Starts one planner invocation with an event (asynchronously on Lambda)."""
+
+
+class Dispatcher:
+    """Fans a tick out: one planner invocation per due sync, so one slow model never delays another.
+
+    A sync without a ``schedule`` is due at every tick. A sync that is not due but whose last run is
+    delivered gets a ``finalize`` invocation, so its state commits now rather than at its next run.
+    """
+
+    def __init__(self, store: SyncStore, runs: RunStore, invoke: Invoke, clock: Callable[[], float] = time.time):
+        self._store = store
+        self._runs = runs
+        self._invoke = invoke
+        self._clock = clock
+
+    def tick(self, trigger: str) -> list[dict[str, Any]]:
+        """Dispatch every sync. A sync item that does not validate is dispatched too, at every tick:
+        its invocation records a failed run naming the field (and the failed-runs alarm fires)."""
+        dispatched = []
+        for name in self._store.sync_names():
+            try:
+                action = self._action(name)
+            except ConfigError:
+                action = "run"
+            if action is not None:
+                self._invoke({"sync": name, "action": action, "trigger": trigger})
+                dispatched.append({"sync": name, "action": action})
+        return dispatched
+
+    def _action(self, name: str) -> str | None:
+        sync = self._store.sync(name)
+        if not sync.enabled:
+            return None
+        now = self._clock()
+        last = self._runs.last_scheduled(name)
+        due = sync.schedule is None or is_due(
+            sync.schedule, None if last is None else datetime.fromtimestamp(last, UTC), datetime.fromtimestamp(now, UTC)
+        )
+        if due and self._runs.claim_schedule(name, last, now):
+            return "run"
+        lock = self._runs.lock(name)
+        if lock is not None and self._runs.run(name, lock["run_id"]).get("status") == "delivered":
+            return "finalize"
+        return None
