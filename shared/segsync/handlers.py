@@ -165,6 +165,7 @@ def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> Chunk
         aws_endpoint(),
         settings.segment_read_timeout_s,
     )
+    started = time.monotonic()
     try:
         outcome = sender.process(body, deadline)
     except SegsyncError:
@@ -175,4 +176,7 @@ def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> Chunk
         metrics.add_metric(name="MessagesSent", unit="Count", value=outcome.tally.sent)
         metrics.add_metric(name="MessagesRejected", unit="Count", value=outcome.tally.rejected)
         metrics.add_metric(name="SegmentRetries", unit="Count", value=outcome.tally.retries)
+        if outcome.tally.batches:
+            per_batch_ms = (time.monotonic() - started) * 1000 / outcome.tally.batches
+            metrics.add_metric(name="BatchLatency", unit="Milliseconds", value=round(per_batch_ms, 1))
     return outcome

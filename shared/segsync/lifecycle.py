@@ -13,7 +13,7 @@ from typing import Any
 
 from segsync.config import SegmentConnection, TrackSync, UserSync
 from segsync.errors import WarehouseError
-from segsync.observability import logger
+from segsync.observability import logger, metrics
 from segsync.planner import Planner, PlanResult, new_run_id
 from segsync.state import WarehouseState, destination_id
 from segsync.store import RunStore
@@ -106,6 +106,8 @@ class RunLifecycle:
         state.drop_run(sync.name)
         self._runs.release_lock(sync.name, run_id)
         run = self._runs.run(sync.name, run_id)
+        seconds = run["finished_at"] - run["started_at"]
+        metrics.add_metric(name="RunSeconds", unit="Seconds", value=round(seconds, 3))
         logger.info("run committed", extra={"sync": sync.name, "run_id": run_id, "committed": committed})
         return run
 

@@ -549,6 +549,8 @@ def test_alarms_and_dashboard_watch_only_metrics_the_code_emits(resources):
         "MessagesRejected",
         "SegmentRetries",
         "ChunksFailed",
+        "BatchLatency",
+        "RunSeconds",
     }
     assert in_alarms <= emitted
     assert on_dashboard == emitted

@@ -12,6 +12,7 @@ from typing import Any
 
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
+from segsync.observability import metrics
 
 FUNCTIONS_DIR = CHECKOUT / "functions"
 SENDER_TIMEOUT_S = 120
@@ -107,7 +108,10 @@ class LocalDriver:
 
     def plan(self, event: dict[str, Any]) -> dict[str, Any]:
         """Invoke the planner handler once with ``event``."""
-        return self._planner(event, LambdaContext("segsync-planner", PLANNER_TIMEOUT_S))
+        try:
+            return self._planner(event, LambdaContext("segsync-planner", PLANNER_TIMEOUT_S))
+        finally:
+            metrics.clear_metrics()
 
     def drain(self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0) -> DrainStats:
         """Hand every chunk to the sender until the queue is empty (retries included)."""
@@ -165,7 +169,12 @@ class LocalDriver:
 
     def _invoke_sender(self, messages: list[dict[str, Any]]) -> set[str]:
         event = {"Records": [self._record(m) for m in messages]}
-        response = self._sender(event, LambdaContext("segsync-sender", self._sender_timeout_s)) or {}
+        try:
+            response = self._sender(event, LambdaContext("segsync-sender", self._sender_timeout_s)) or {}
+        finally:
+            # Powertools keeps (and at 100 values prints) metrics it is told not to publish: locally
+            # each invocation starts from an empty buffer, as a Lambda's would after its flush.
+            metrics.clear_metrics()
         return {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
