@@ -61,7 +61,8 @@ class RateLimiter:
         """Segment said 429: halve the pace, and start no batch before its ``Retry-After`` has passed."""
         with self._lock:
             now = self._clock()
-            self.rate = max(MIN_EVENTS_PER_SECOND, self.rate / 2)
+            # The floor never lifts a share that was below it to begin with.
+            self.rate = max(min(MIN_EVENTS_PER_SECOND, self.target), self.rate / 2)
             self._changed_at = now
             if retry_after:
                 self._next_free = max(self._next_free, now + retry_after)

@@ -54,11 +54,13 @@ def test_a_429_halves_the_pace_and_holds_batches_for_retry_after(fake):
     assert fake.slept == [3.0]
 
 
-def test_the_pace_never_drops_below_the_floor(fake):
+def test_the_pace_never_drops_below_the_floor_nor_rises_above_a_share_under_it(fake):
     limiter = RateLimiter(4, clock=fake.clock, sleep=fake.sleep)
+    tiny = RateLimiter(0.5, clock=fake.clock, sleep=fake.sleep)  # e.g. 500 events/s over 1,000 senders
     for _ in range(10):
         limiter.throttled()
-    assert limiter.rate == MIN_EVENTS_PER_SECOND
+        tiny.throttled()
+    assert (limiter.rate, tiny.rate) == (MIN_EVENTS_PER_SECOND, 0.5)
 
 
 def test_the_pace_comes_back_a_step_per_quiet_interval_and_never_past_the_share(fake):

@@ -20,7 +20,6 @@ from segsync import deployed
 from segsync.chunks import decode
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
 from segsync.errors import ConfigError
-from segsync.local.stack import DEAD_LETTER_QUEUE, QUEUE, REGION, RUNS_TABLE
 from segsync.store import RunStore
 
 PEEK_VISIBILITY_S = 30
@@ -58,7 +57,7 @@ class ParkedChunk:
     chunk: int | None
     rows: int | None
     receives: int
-    """SQS's ApproximateReceiveCount before this look (a look by the console counts too)."""
+    """SQS's ApproximateReceiveCount before this look (earlier looks, by the console or this command, count too)."""
     failures: int | None
     """Failed deliveries the sender recorded for this chunk (the runs table's count)."""
     first_error: str | None
@@ -120,6 +119,8 @@ def local_queues(
 
     Queue URLs and the runs table default to the names the local stack creates.
     """
+    from segsync.local.stack import DEAD_LETTER_QUEUE, QUEUE, REGION, RUNS_TABLE  # moto: a local-only extra
+
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     sqs = session.client("sqs", endpoint_url=endpoint)
     with deployed.aws_errors(f"local stack {endpoint}"):
@@ -321,7 +322,7 @@ def register(commands: Any) -> None:
 
 
 def queues_for(args: argparse.Namespace) -> Queues:
-    """The target the arguments name; the seam tests replace to point ``--stack`` elsewhere."""
+    """The queues the arguments name: a deployed stack's, or a local stack's."""
     if args.stack:
         if args.queue_url or args.dlq_url or args.runs_table:
             raise ConfigError("--queue-url, --dlq-url and --runs-table go with --endpoint; a stack names its own")

@@ -89,11 +89,11 @@ def run_project(args: argparse.Namespace) -> int:
 
     if args.stack:
         raise ConfigError("--faults rehearses on a local stack (--local), not in a deployed one")
+    faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
-    if args.faults is None:
+    if faults is None:
         report = run_local(project, args.syncs, full_resync=args.full_resync)
         return _report(report, args, extra={})
-    faults = _fault_plan(args.faults)
     captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
     saved = os.environ.get(REHEARSAL_KEY_ENV)
     os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
@@ -114,6 +114,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from segsync.local.demo import build_warehouse
     from segsync.local.run import run_local
 
+    if args.faults and args.endpoint:
+        raise ConfigError("--faults injects faults at the local capture endpoint; it cannot reach --endpoint")
+    faults = _fault_plan(args.faults) if args.faults else None
     project = _in_dir(load_project(DEMO_PROJECT), args.dir)
     warehouse = Path(project.connections["warehouse"].path)
     built = build_warehouse(warehouse)
@@ -122,11 +125,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if not os.environ.get("SEGMENT_WRITE_KEY"):
         os.environ["SEGMENT_WRITE_KEY"] = DEMO_WRITE_KEY
     if args.endpoint:
-        if args.faults:
-            raise ConfigError("--faults injects faults at the local capture endpoint; it cannot reach --endpoint")
         report = run_local(_with_endpoint(project, args.endpoint, events_per_second=args.events_per_second))
         return _report(report, args, extra={"endpoint": args.endpoint})
-    faults = _fault_plan(args.faults) if args.faults else None
     out = args.dir / "out"
     out.mkdir(parents=True, exist_ok=True)
     captured = out / "captured.ndjson"
