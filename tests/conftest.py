@@ -10,6 +10,7 @@ import yaml
 from aws_lambda_powertools.utilities import parameters
 
 from segsync import handlers, settings
+from segsync.local.capture import CaptureServer
 from segsync.local.demo import build_warehouse
 from segsync.observability import metrics
 
@@ -35,6 +36,13 @@ def isolated_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # With POWERTOOLS_METRICS_DISABLED, Powertools never clears its buffer, and prints it to stdout
     # (into some later test's --json output) once a metric holds 100 values.
     metrics.clear_metrics()
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Iterator[CaptureServer]:
+    """A Segment-compatible endpoint on loopback, recording what it accepts."""
+    with CaptureServer(tmp_path / "captured.ndjson") as server:
+        yield server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -85,12 +84,6 @@ THING_SYNCS = [
         },
     },
 ]
-
-
-@pytest.fixture
-def capture(tmp_path: Path) -> Iterator[CaptureServer]:
-    with CaptureServer(tmp_path / "captured.ndjson") as server:
-        yield server
 
 
 def _at_capture(path: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -12,12 +11,6 @@ import yaml
 from segsync.config import load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.run import run_local
-
-
-@pytest.fixture
-def capture(tmp_path: Path) -> Iterator[CaptureServer]:
-    with CaptureServer(tmp_path / "captured.ndjson") as server:
-        yield server
 
 
 def _project(project_file: Path, endpoint: str, **sync_changes):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,12 +15,6 @@ from segsync.cli import main
 from segsync.config import load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.run import run_local
-
-
-@pytest.fixture
-def capture(tmp_path: Path) -> Iterator[CaptureServer]:
-    with CaptureServer(tmp_path / "captured.ndjson") as server:
-        yield server
 
 
 @pytest.fixture

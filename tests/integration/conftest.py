@@ -27,12 +27,6 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def capture(tmp_path: Path) -> Iterator[CaptureServer]:
-    with CaptureServer(tmp_path / "captured.ndjson") as server:
-        yield server
-
-
-@pytest.fixture
 def pushed_project(stack: LocalStack, project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch):
     """The small demo project in the syncs table, its destination pointed at the capture endpoint."""
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")

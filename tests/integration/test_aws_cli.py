@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import orjson
@@ -23,26 +22,14 @@ from segsync import deployed
 from segsync.cli import main
 from segsync.config import load_project
 
+from .stand_in import table_resource
+
 STACK = "segsync-test"
 PLANNER = "segsync-test-planner"
 
 
-def _table(keys: tuple[str, str]) -> dict[str, Any]:
-    return {
-        "Type": "AWS::DynamoDB::Table",
-        "Properties": {
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in keys],
-            "KeySchema": [
-                {"AttributeName": keys[0], "KeyType": "HASH"},
-                {"AttributeName": keys[1], "KeyType": "RANGE"},
-            ],
-        },
-    }
-
-
 STAND_IN = {
-    "Resources": {"SyncsTable": _table(("kind", "name")), "RunsTable": _table(("pk", "sk"))},
+    "Resources": {"SyncsTable": table_resource(("kind", "name")), "RunsTable": table_resource(("pk", "sk"))},
     "Outputs": {
         "SyncsTableName": {"Value": {"Ref": "SyncsTable"}},
         "RunsTableName": {"Value": {"Ref": "RunsTable"}},

@@ -24,29 +24,16 @@ from segsync.commands import dlq
 from segsync.store import RunStore
 
 from ..conftest import EVENTS
+from .stand_in import table_resource
 
 STACK = "segsync-dlq-test"
 SAMPLE = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())["Records"][0]["body"]
 
 
-def _table(keys: tuple[str, str]) -> dict[str, Any]:
-    return {
-        "Type": "AWS::DynamoDB::Table",
-        "Properties": {
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in keys],
-            "KeySchema": [
-                {"AttributeName": keys[0], "KeyType": "HASH"},
-                {"AttributeName": keys[1], "KeyType": "RANGE"},
-            ],
-        },
-    }
-
-
 STAND_IN = {
     "Resources": {
-        "SyncsTable": _table(("kind", "name")),
-        "RunsTable": _table(("pk", "sk")),
+        "SyncsTable": table_resource(("kind", "name")),
+        "RunsTable": table_resource(("pk", "sk")),
         "ChunkDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {}},
         "ChunkQueue": {
             "Type": "AWS::SQS::Queue",
