@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +67,25 @@ def new_run_id(now: datetime | None = None) -> str:
     """Time-sortable and unique: the runs table lists a sync's newest runs first by this id."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+
+
+def check_row(key: str | None, key_count: int, values: Sequence[Any], key_column: str) -> bytes | Rejection:
+    """The planner's checks on one model row: the row as a chunk carries it, or why it cannot go.
+
+    Null keys and duplicate keys (every row sharing one) are rejected by key; so are rows no JSON can
+    carry and rows over ``MAX_ROW_BYTES``. ``key`` is the key as the warehouse casts it to text.
+    """
+    if key is None:
+        return Rejection(None, "key", f"key column '{key_column}' is null")
+    if key_count > 1:
+        return Rejection(key, "key", f"duplicate key: {key_count} rows share it")
+    try:
+        encoded = dump_row(values)
+    except TypeError as exc:
+        return Rejection(key, "row", str(exc))
+    if len(encoded) > MAX_ROW_BYTES:
+        return Rejection(key, "row", f"row is {len(encoded):,} bytes, over the {MAX_ROW_BYTES:,} byte row limit")
+    return encoded
 
 
 class Planner:
@@ -155,23 +174,11 @@ class Planner:
             yield number, body
 
     def _check(self, row: tuple[Any, ...], key_column: str, result: PlanResult) -> bytes | None:
-        """Null keys, duplicate keys, unserializable and oversized rows become rejections here."""
-        key, key_count = row[0], row[1]
-        if key is None:
-            reason = ("key", f"key column '{key_column}' is null")
-        elif key_count > 1:
-            reason = ("key", f"duplicate key: {key_count} rows share it")
-        else:
-            try:
-                encoded = dump_row(row[INTERNAL_COLUMNS:])
-            except TypeError as exc:
-                reason = ("row", str(exc))
-            else:
-                if len(encoded) <= MAX_ROW_BYTES:
-                    return encoded
-                reason = ("row", f"row is {len(encoded):,} bytes, over the {MAX_ROW_BYTES:,} byte row limit")
+        checked = check_row(row[0], row[1], row[INTERNAL_COLUMNS:], key_column)
+        if not isinstance(checked, Rejection):
+            return checked
         result.rejected += 1
-        result.rejections.append(Rejection(key, *reason))
+        result.rejections.append(checked)
         if len(result.rejections) >= REJECTION_FLUSH:
             self._flush_rejections(result)
         return None

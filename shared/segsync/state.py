@@ -24,7 +24,6 @@ INTERNAL_COLUMNS = 4
 """A run table's first columns are segsync's (key as text, key count, row hash, change); the model's follow."""
 
 NULL_MARK = "'<segsync:null>'"
-SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 HISTORY_COLUMNS = (
     "SYNC", "RUN_ID", "STATUS", "TRIGGER", "FULL_RESYNC", "STARTED_AT", "FINISHED_AT", "SOURCE_ROWS",
     "NEW_ROWS", "CHANGED_ROWS", "UNCHANGED_ROWS", "REJECTED", "SENT", "COMMITTED", "ERROR",
@@ -135,7 +134,7 @@ class WarehouseState:
         self.warehouse.execute(
             f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n"
             f"WITH m AS ({model}),\n"
-            f"k AS (SELECT CAST(m.{key} AS VARCHAR) AS {KEY}, COUNT(*) OVER (PARTITION BY m.{key}) AS {KEY_COUNT}, "
+            f"k AS (SELECT {key_columns(key)}, "
             f"{row_hash} AS {ROW_HASH}, m.* FROM m)\n"
             f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, {change} AS {CHANGE}, "
             + ", ".join(f"k.{quote(c)}" for c in columns)
@@ -291,6 +290,19 @@ class WarehouseState:
             f"WHERE UPPER(table_schema) = {literal(schema.upper())} AND UPPER(table_name) = {literal(name.upper())}"
         )
         return bool(rows[0][0])
+
+
+def key_columns(key: str) -> str:
+    """The key as text and how many rows share it: the first two internal columns, over alias ``m``."""
+    return f"CAST(m.{key} AS VARCHAR) AS {KEY}, COUNT(*) OVER (PARTITION BY m.{key}) AS {KEY_COUNT}"
+
+
+def keyed_model(model: str, key: str, columns: list[str]) -> str:
+    """The model laid out as a run table (internal columns first), every row new: a preview's view."""
+    return (
+        f"SELECT {key_columns(_column(key, columns))}, NULL AS {ROW_HASH}, 'new' AS {CHANGE}, m.* "
+        f"FROM (\n{nested(model)}\n) AS m"
+    )
 
 
 def nested(model: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -97,6 +98,15 @@ class SyncStore:
         if kind == CONNECTION_KIND:
             item.pop("name")
         return item
+
+
+QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+NUMBERS = re.compile(r"\d[\d,]*")
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without the values and numbers quoted in it, to group alike ones."""
+    return NUMBERS.sub("N", QUOTED.sub("…", reason))
 
 
 @dataclass(frozen=True)

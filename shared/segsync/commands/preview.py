@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -12,23 +11,17 @@ from typing import Any
 
 import orjson
 
-from segsync.chunks import dump_row
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json
 from segsync.config import AnySync, load_project
 from segsync.errors import WarehouseError
-from segsync.mapping import Mapped, Mapper, as_id
-from segsync.store import Rejection
+from segsync.mapping import Mapped, Mapper
+from segsync.planner import FETCH_ROWS, check_row
+from segsync.state import INTERNAL_COLUMNS, keyed_model, nested
+from segsync.store import Rejection, reason_kind
 from segsync.warehouse import Warehouse, connect
 
 DEFAULT_LIMIT = 5
-FETCH_ROWS = 10_000
-MAX_ROW_BYTES = 512 * 1024
-"""The planner's limit on one serialized row: a bigger row never reaches a chunk."""
-KEY_COUNT_COLUMN = "__segsync_preview_key_count"
 MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
-SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-NUMBERS = re.compile(r"\d[\d,]*")
 
 
 def register(commands: Any) -> None:
@@ -83,7 +76,7 @@ class Preview:
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected += 1
-        kind = NUMBERS.sub("N", QUOTED.sub("…", rejection.reason))
+        kind = reason_kind(rejection.reason)
         group = self.reasons.setdefault((rejection.field, kind), ReasonGroup(rejection.field, kind))
         group.count += 1
         if group.count == 1:
@@ -118,24 +111,22 @@ class Preview:
 def preview_sync(sync: AnySync, warehouse: Warehouse, *, limit: int, key: str | None = None) -> Preview:
     """Run the model and map every row as a run would (a full resync); keep counts and the first payloads.
 
-    Rows get the planner's checks (null and duplicate keys, rows that cannot be serialized or are over
-    512 KiB), then travel as they would in a chunk (serialized and read back), then the sender's
-    mapping. Nothing is sent and no sync state is read or written.
+    Rows get the planner's checks (``check_row``: null and duplicate keys, rows that cannot be
+    serialized or are too big), then travel as they would in a chunk (serialized and read back), then
+    the sender's mapping. Nothing is sent and no sync state is read or written.
     """
     started = time.monotonic()
     result = Preview(sync=sync.name, object=sync.object)
-    mapper: Mapper | None = None
-    for batch in warehouse.stream(_counted(sync.model, sync.key), FETCH_ROWS):
-        if mapper is None:
-            result.columns = batch.columns[:-1]
-            mapper = Mapper(sync, result.columns)
+    result.columns = warehouse.describe(f"SELECT * FROM (\n{nested(sync.model)}\n) AS m")
+    mapper = Mapper(sync, result.columns)
+    for batch in warehouse.stream(keyed_model(sync.model, sync.key, result.columns), FETCH_ROWS):
         for raw in batch.rows:
-            values, key_count = raw[:-1], raw[-1]
-            outcome, row_key = _planned(values, key_count, mapper.key_position, sync.key)
+            row_key, key_count = raw[0], raw[1]
             if key is not None and row_key != key:
                 continue
             result.rows += 1
-            mapped = outcome if isinstance(outcome, Rejection) else mapper.map(outcome)
+            checked = check_row(row_key, key_count, raw[INTERNAL_COLUMNS:], sync.key)
+            mapped = checked if isinstance(checked, Rejection) else mapper.map(orjson.loads(checked))
             if isinstance(mapped, Rejection):
                 result.reject(mapped)
                 continue
@@ -146,40 +137,8 @@ def preview_sync(sync: AnySync, warehouse: Warehouse, *, limit: int, key: str | 
     return result
 
 
-def _planned(
-    values: tuple[Any, ...], key_count: int, key_position: int, key_column: str
-) -> tuple[list[Any] | Rejection, str | None]:
-    """A row as the sender would get it from a chunk, or the planner's rejection; and its key as text."""
-    raw_key = values[key_position]
-    try:
-        encoded = dump_row(values)
-    except TypeError as exc:
-        key = None if raw_key is None else str(raw_key)
-        return Rejection(key, "row", str(exc)), key
-    row = orjson.loads(encoded)
-    key = None if raw_key is None else as_id(row[key_position])
-    if raw_key is None:
-        return Rejection(None, "key", f"key column '{key_column}' is null"), None
-    if key_count > 1:
-        return Rejection(key, "key", f"duplicate key: {key_count} rows share it"), key
-    if len(encoded) > MAX_ROW_BYTES:
-        reason = f"row is {len(encoded):,} bytes, over the {MAX_ROW_BYTES:,} byte row limit"
-        return Rejection(key, "row", reason), key
-    return row, key
-
-
 def _shown(mapped: Mapped) -> tuple[str, dict[str, Any], int]:
     return mapped.key, orjson.loads(mapped.body), len(mapped.body)
-
-
-def _counted(model: str, key: str) -> str:
-    """The model with each key's count, so duplicates are found by the warehouse as a run finds them."""
-    column = f"m.{key}" if SIMPLE_IDENTIFIER.match(key) else 'm."' + key.replace('"', '""') + '"'
-    body = model.strip()
-    while body.endswith(";"):
-        body = body[:-1].rstrip()
-    # The newline keeps a trailing "-- comment" in the model from swallowing the closing parenthesis.
-    return f"SELECT m.*, COUNT(*) OVER (PARTITION BY {column}) AS {KEY_COUNT_COLUMN} FROM (\n{body}\n) AS m"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import sys
 import time
@@ -16,12 +15,10 @@ from segsync.errors import ConfigError, SecretError
 from segsync.local.driver import SENDER_TIMEOUT_S, LocalDriver, load_handler
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
 from segsync.secrets import resolve
-from segsync.store import RunStore, SyncStore
+from segsync.store import RunStore, SyncStore, reason_kind
 
 TOP_REASONS = 5
 REACH_TIMEOUT_S = 5
-QUOTED = re.compile(r"'[^']*'")
-NUMBERS = re.compile(r"\d[\d,]*")
 
 
 @dataclass
@@ -156,7 +153,7 @@ def _check_reachable(project: Project, destination: str) -> None:
 def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
     """One run as the CLI shows it, from its item in the runs table and its rejected records."""
     item = runs.run(sync, run_id)
-    reasons = Counter(f"{r['field']}: {_reason_kind(r['reason'])}" for r in runs.rejections(run_id))
+    reasons = Counter(f"{r['field']}: {reason_kind(r['reason'])}" for r in runs.rejections(run_id))
     finished = item.get("finished_at") or time.time()
     return SyncSummary(
         sync=sync,
@@ -174,8 +171,3 @@ def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
         error=item.get("error") or (item.get("last_error") if item.get("status") != "committed" else None),
         rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
     )
-
-
-def _reason_kind(reason: str) -> str:
-    """Group rejection reasons by their wording, not by the numbers and values quoted in them."""
-    return NUMBERS.sub("N", QUOTED.sub("…", reason))
