@@ -25,6 +25,8 @@ class DuckDBWarehouse(Warehouse):
             self._con = duckdb.connect(
                 connection.path, read_only=read_only, config={"memory_limit": connection.memory_limit}
             )
+            # No progress bar: DuckDB would draw it on stdout, where `--json` output goes.
+            self._con.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open DuckDB file {connection.path}: {exc}") from None
 
