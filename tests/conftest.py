@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -61,3 +62,15 @@ def project_file(tmp_path: Path, small_warehouse: Path) -> Path:
     path = tmp_path / "segsync.yml"
     path.write_text(yaml.safe_dump(project, sort_keys=False))
     return path
+
+
+def point_at(project_file: Path, endpoint: str, events_per_second: int = 1_000_000, **sync_changes: Any) -> Path:
+    """Point the project file's Segment destination at ``endpoint`` (unpaced: a capture endpoint has no
+    workspace budget), applying ``sync_changes`` (``demo_users=callable``) to the named syncs."""
+    data = yaml.safe_load(project_file.read_text())
+    data["connections"]["segment"]["endpoint"] = endpoint
+    data["connections"]["segment"]["events_per_second"] = events_per_second
+    for name, change in sync_changes.items():
+        change(next(s for s in data["syncs"] if s["name"] == name.replace("_", "-")))
+    project_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return project_file

@@ -17,6 +17,8 @@ from segsync.local.capture import CaptureServer, read_captured
 from segsync.local.run import run_local
 from tests.segment_spec import problems
 
+from ..conftest import point_at
+
 THINGS_SQL = """
 CREATE TABLE things AS SELECT * FROM (VALUES
     ('t1', 'acc_1', 'Order Completed', TIMESTAMP '2026-03-01 10:30:05.123', DATE '2026-03-01',
@@ -88,11 +90,7 @@ THING_SYNCS = [
 
 def _at_capture(path: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "conformance-write-key")
-    data = yaml.safe_load(path.read_text())
-    data["connections"]["segment"]["endpoint"] = capture.url
-    data["connections"]["segment"]["events_per_second"] = 1_000_000
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return point_at(path, capture.url)
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from typing import Any
 import duckdb
 import orjson
 import pytest
-import yaml
 
 from segsync import segment
 from segsync.chunks import dump_row
@@ -43,6 +42,8 @@ from segsync.queue import ChunkQueue
 from segsync.segment import SegmentClient
 from segsync.sender import ChunkOutcome, RateLimiter, Sender
 from segsync.store import RunStore, SyncStore
+
+from ..conftest import point_at
 
 # An invocation that records no metric (a crashed planner, a finalize, a sender that only skipped a
 # counted chunk) makes Powertools warn when it flushes; that is expected here.
@@ -108,11 +109,7 @@ def figures_table() -> Iterator[None]:
 
 
 def _project(project_file: Path, endpoint: str, events_per_second: int = 1_000_000) -> Project:
-    data = yaml.safe_load(project_file.read_text())
-    data["connections"]["segment"]["endpoint"] = endpoint
-    data["connections"]["segment"]["events_per_second"] = events_per_second
-    project_file.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_project(project_file)
+    return load_project(point_at(project_file, endpoint, events_per_second))
 
 
 def expected_messages(project: Project, syncs: list[str]) -> dict[str, tuple[str, str]]:

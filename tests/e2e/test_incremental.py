@@ -6,22 +6,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from segsync.config import load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.run import run_local
 
+from ..conftest import point_at
+
 
 def _project(project_file: Path, endpoint: str, **sync_changes):
-    data = yaml.safe_load(project_file.read_text())
-    data["connections"]["segment"]["endpoint"] = endpoint
-    data["connections"]["segment"]["events_per_second"] = 1_000_000
-    for name, change in sync_changes.items():
-        sync = next(s for s in data["syncs"] if s["name"] == name.replace("_", "-"))
-        change(sync)
-    project_file.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_project(project_file)
+    return load_project(point_at(project_file, endpoint, **sync_changes))
 
 
 def _state_rows(warehouse: Path, sync: str) -> int:

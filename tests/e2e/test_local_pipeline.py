@@ -16,16 +16,14 @@ from segsync.config import load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.run import run_local
 
+from ..conftest import point_at
+
 
 @pytest.fixture
 def local_project(project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The small demo project with its Segment destination at the capture endpoint."""
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "e2e-write-key")
-    data = yaml.safe_load(project_file.read_text())
-    data["connections"]["segment"]["endpoint"] = capture.url
-    data["connections"]["segment"]["events_per_second"] = 1_000_000
-    project_file.write_text(yaml.safe_dump(data, sort_keys=False))
-    return project_file
+    return point_at(project_file, capture.url)
 
 
 def _well_formed(message: dict) -> bool:
