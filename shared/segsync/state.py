@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from segsync.config import SegmentConnection, TrackSync, UserSync
-from segsync.mapping import mapping_fingerprint, source_columns
+from segsync.mapping import column_index, mapping_fingerprint, source_columns
 from segsync.warehouse import Warehouse
 
 KEY = "__segsync_key"
@@ -115,7 +115,7 @@ class WarehouseState:
         resync ignores state. Rows with a null or repeated key are kept so the planner can reject
         them by name.
         """
-        key = _column(sync.key, columns)
+        key = _column(sync.key, columns, sync.name, "key")
         hashed = ", ".join(
             f"COALESCE(CAST(m.{quote(c)} AS VARCHAR), {NULL_MARK})" for c in source_columns(sync, columns)
         )
@@ -251,7 +251,7 @@ class WarehouseState:
             or not self._exists(self.cursor_table(sync.name, destination))
         ):
             return ""
-        column = f"src.{quote(_name(sync.cursor, columns))}"
+        column = f"src.{_column(sync.cursor, columns, sync.name, 'cursor')}"
         mark = self._watermark(self.cursor_table(sync.name, destination))
         return f"\nWHERE {mark} IS NULL OR {column} IS NULL OR {column} >= {mark}"
 
@@ -263,7 +263,7 @@ class WarehouseState:
         """
         run_table = self.run_table(sync.name)
         cursor_table = self.cursor_table(sync.name, destination)
-        column = quote(_name(cursor, self.warehouse.describe(f"SELECT * FROM {run_table}")))
+        column = _column(cursor, self.warehouse.describe(f"SELECT * FROM {run_table}"), sync.name, "cursor")
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {cursor_table} AS "
             f"SELECT CAST('' AS VARCHAR) AS RUN_ID, r.{column} AS WATERMARK FROM {run_table} AS r WHERE 1 = 0"
@@ -297,10 +297,10 @@ def key_columns(key: str) -> str:
     return f"CAST(m.{key} AS VARCHAR) AS {KEY}, COUNT(*) OVER (PARTITION BY m.{key}) AS {KEY_COUNT}"
 
 
-def keyed_model(model: str, key: str, columns: list[str]) -> str:
+def keyed_model(model: str, key: str, columns: list[str], sync_name: str) -> str:
     """The model laid out as a run table (internal columns first), every row new: a preview's view."""
     return (
-        f"SELECT {key_columns(_column(key, columns))}, NULL AS {ROW_HASH}, 'new' AS {CHANGE}, m.* "
+        f"SELECT {key_columns(_column(key, columns, sync_name, 'key'))}, NULL AS {ROW_HASH}, 'new' AS {CHANGE}, m.* "
         f"FROM (\n{nested(model)}\n) AS m"
     )
 
@@ -316,16 +316,10 @@ def nested(model: str) -> str:
     return body
 
 
-def _name(column: str, columns: list[str]) -> str:
-    """A configured column as the warehouse spells it (Snowflake upper-cases unquoted names)."""
-    if column in columns:
-        return column
-    matches = [c for c in columns if c.lower() == column.lower()]
-    return matches[0] if len(matches) == 1 else column
-
-
-def _column(column: str, columns: list[str]) -> str:
-    return quote(_name(column, columns))
+def _column(column: str, columns: list[str], sync_name: str, field: str) -> str:
+    """A configured column quoted as the warehouse spells it (the mapper's lookup: exact, else
+    case-insensitive, since Snowflake upper-cases unquoted names); ConfigError names a missing one."""
+    return quote(columns[column_index(columns, sync_name)(column, field)])
 
 
 def _now() -> datetime:

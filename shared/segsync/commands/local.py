@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
-from segsync.config import Project, SecretRef, SegmentConnection, load_project
+from segsync.config import Project, SegmentConnection, load_project
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 
@@ -171,13 +171,7 @@ def _rehearsal(project: Project, endpoint: str) -> Project:
     The destination (API base and key source) names its state, so a rehearsal never moves the real
     destination's state forward.
     """
-    connections = {
-        name: c.model_copy(update={"endpoint": endpoint, "write_key": SecretRef(env=REHEARSAL_KEY_ENV)})
-        if isinstance(c, SegmentConnection)
-        else c
-        for name, c in project.connections.items()
-    }
-    return project.model_copy(update={"connections": connections})
+    return _destinations(project, endpoint=endpoint, write_key={"env": REHEARSAL_KEY_ENV})
 
 
 def _in_dir(project: Project, directory: Path) -> Project:
@@ -191,10 +185,13 @@ def _in_dir(project: Project, directory: Path) -> Project:
 def _with_endpoint(project: Project, endpoint: str, events_per_second: int | None = None) -> Project:
     """The same project with every Segment destination pointed at ``endpoint`` (and paced anew)."""
     pace = {"events_per_second": events_per_second} if events_per_second else {}
+    return _destinations(project, endpoint=endpoint, **pace)
+
+
+def _destinations(project: Project, **changes: Any) -> Project:
+    """The project with ``changes`` applied to every Segment destination (validated again)."""
     connections = {
-        name: SegmentConnection.model_validate({**c.model_dump(), "endpoint": endpoint, **pace})
-        if isinstance(c, SegmentConnection)
-        else c
+        name: SegmentConnection.model_validate({**c.model_dump(), **changes}) if isinstance(c, SegmentConnection) else c
         for name, c in project.connections.items()
     }
     return project.model_copy(update={"connections": connections})
