@@ -13,7 +13,10 @@ from typing import Any
 
 import orjson
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: each row starts with its key text and messageId, written by the planner (1 carried model values only)."""
+KEY_AT, MESSAGE_ID_AT, VALUES_AT = 0, 1, 2
+"""Where a chunk row keeps its key text, its messageId, and the model's values (in ``columns`` order)."""
 GZIP_PREFIX = "gz:"
 COMPRESS_OVER_BYTES = 2_048
 ROW_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
@@ -25,7 +28,8 @@ class Chunk:
     """A self-contained unit of work: the sync and destination it belongs to, and its rows.
 
     The sync and destination travel with the rows so a sender maps them exactly as planned,
-    even if someone edits the sync while the run is in flight.
+    even if someone edits the sync while the run is in flight. Each row is ``[key text, messageId,
+    *values]``; ``columns`` names the values.
     """
 
     run_id: str

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from math import isfinite
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -16,10 +17,12 @@ from typing import Any, NamedTuple
 import orjson
 
 from segsync import __version__
+from segsync.chunks import KEY_AT, MESSAGE_ID_AT, VALUES_AT
 from segsync.config import AnySync, Column, GroupSync, Source, TrackSync, UserSync, Value, format_target
 from segsync.errors import ConfigError
 from segsync.segment import MAX_MESSAGE_BYTES
 from segsync.store import Rejection
+from segsync.warehouse.dialect import FLOAT_EXACT_INTEGERS
 
 SEGSYNC_NAMESPACE = uuid.UUID("6f1d7c1e-3b5a-5e0b-9a57-5e6d5c0a1b2f")
 LIBRARY = {"name": "segsync", "version": __version__}
@@ -39,6 +42,7 @@ class Mapped(NamedTuple):
     body: bytes
 
 
+@cache
 def sync_namespace(sync_name: str) -> uuid.UUID:
     """Each sync's messageIds live in their own namespace, so two syncs never collide."""
     return uuid.uuid5(SEGSYNC_NAMESPACE, sync_name)
@@ -54,6 +58,25 @@ def message_id(namespace: bytes, name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80
     hexed = digest.hex()
     return f"segsync-{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+def row_message_id(sync: AnySync, key: str, previous_hash: str | None, row_hash: str, resync_run: str | None) -> str:
+    """A row's messageId: the same for every resend of one planned row, new for every new version.
+
+    Track: the event key alone (an event is one event, even in a full resync). Identify and group: the key,
+    the hash delivered last and the new hash, so a redelivered chunk or a re-planned undelivered run keeps
+    its ids (Segment drops the copies) while a change never reuses an older message's id, even when the
+    content comes back to what it was (A → B → A is three ids). A full resync is a deliberate resend: its
+    ids are scoped to that run (``resync_run``), or Segment would drop them as copies of the last delivery.
+    """
+    namespace = sync_namespace(sync.name).bytes
+    if isinstance(sync, TrackSync):
+        return message_id(namespace, f"track:{key}")
+    since = f"resync {resync_run}" if resync_run else previous_hash or ""
+    return message_id(namespace, f"{MESSAGE_TYPES[sync.object]}:{key}:{since}:{row_hash}")
+
+
+MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
 
 
 def column_index(columns: list[str], sync_name: str) -> Callable[[str, str], int]:
@@ -211,13 +234,21 @@ class _Root:
 
 
 class Mapper:
-    """Compiled once per chunk: column positions resolved, so each row costs only lookups."""
+    """Compiled once per chunk: column positions resolved, so each row costs only lookups.
+
+    Rows are laid out as chunks carry them (``segsync.chunks``): key text, messageId, then the values of
+    ``columns``. The key text and the messageId were written by the planner; the mapper never re-derives them.
+    """
 
     def __init__(self, sync: AnySync, columns: list[str]) -> None:
-        find = column_index(columns, sync.name)
+        position = column_index(columns, sync.name)
+
+        def find(column: str, field: str) -> int:
+            return position(column, field) + VALUES_AT
+
         self.sync = sync
-        self._namespace = sync_namespace(sync.name).bytes
-        self.key_position = find(sync.key, "key")
+        self.columns = columns
+        key_position = find(sync.key, "key")
         self._main = sync.OBJECT_FIELD
         self._bulk_send = sync.null_values == "send"
         self._roots = self._compile(sync, columns, find)
@@ -231,7 +262,8 @@ class Mapper:
         if isinstance(sync, UserSync):
             self._map = self._identify
         elif isinstance(sync, GroupSync):
-            self._group_id = find(sync.group_column, "group_id")
+            group_column = find(sync.group_column, "group_id")
+            self._group_id = None if group_column == key_position else group_column
             self._identities = _identity_positions(sync, find)
             self._map = self._group
         else:
@@ -254,11 +286,10 @@ class Mapper:
         return roots
 
     def map(self, row: list[Any]) -> Mapped | Rejection:
-        """Map one row; anything Segment would drop or refuse becomes a Rejection with a reason."""
-        raw_key = row[self.key_position]
-        if raw_key is None:
+        """Map one chunk row; anything Segment would drop or refuse becomes a Rejection with a reason."""
+        key = row[KEY_AT]
+        if key is None:
             return Rejection(None, "key", f"key column '{self.sync.key}' is null")
-        key = as_id(raw_key)
         if not key.strip():
             return Rejection(key, "key", f"key column '{self.sync.key}' is empty")
         try:
@@ -341,12 +372,13 @@ class Mapper:
                     extras["context"] = obj
         return main, extras
 
-    def _finish(self, message: dict[str, Any], extras: dict[str, Any], name: str) -> dict[str, Any]:
+    @staticmethod
+    def _finish(message: dict[str, Any], extras: dict[str, Any], row: list[Any]) -> dict[str, Any]:
         context = extras.get("context")
         message["context"] = {"library": LIBRARY, **context} if context else LIBRARY_CONTEXT
         if "integrations" in extras:
             message["integrations"] = extras["integrations"]
-        message["messageId"] = message_id(self._namespace, name)
+        message["messageId"] = row[MESSAGE_ID_AT]
         return message
 
     # --- one builder per object -------------------------------------------------------------------
@@ -356,14 +388,16 @@ class Mapper:
         if isinstance(objects, Rejection):
             return objects
         traits, extras = objects
-        # Traits alone when nothing else is mapped: the ids of syncs older than context mappings stay.
-        digest = _digest({"traits": traits, **extras} if extras else traits)
         message = {"type": "identify", self.sync.key_field: key, "traits": traits}
-        return self._finish(message, extras, f"identify:{key}:{digest}")
+        return self._finish(message, extras, row)
 
     def _group(self, key: str, row: list[Any]) -> dict[str, Any] | Rejection:
-        raw = row[self._group_id]
-        group_id = None if raw is None else as_id(raw)
+        # The groupId is the key's own text, unless a column of its own holds it.
+        if self._group_id is None:
+            group_id: str | None = key
+        else:
+            raw = row[self._group_id]
+            group_id = None if raw is None else as_id(raw)
         if group_id is None or not group_id.strip():
             column = self.sync.group_column
             return Rejection(key, "groupId", f"group id column '{column}' is null or empty")
@@ -375,8 +409,7 @@ class Mapper:
         if isinstance(objects, Rejection):
             return objects
         message["traits"], extras = objects
-        digest = _digest({**message, **extras})
-        return self._finish(message, extras, f"group:{key}:{digest}")
+        return self._finish(message, extras, row)
 
     def _track(self, key: str, row: list[Any]) -> dict[str, Any] | Rejection:
         event = self._event(row)
@@ -399,7 +432,7 @@ class Mapper:
         if isinstance(objects, Rejection):
             return objects
         message["properties"], extras = objects
-        return self._finish(message, extras, f"track:{key}")
+        return self._finish(message, extras, row)
 
     def _identify_by(self, message: dict[str, Any], row: list[Any], key: str) -> Rejection | None:
         """Set userId and/or anonymousId from their columns; a row with neither is rejected."""
@@ -436,7 +469,7 @@ def _bulk_columns(
     used = {find(column, field) for field, column in column_references(sync)}
     named: dict[str, str] = {}
     bulk = []
-    for position, column in enumerate(columns):
+    for position, column in enumerate(columns, start=VALUES_AT):
         if position in used or column.startswith(INTERNAL_COLUMN_PREFIX):
             continue
         name = normalize(column, sync.normalization)
@@ -471,10 +504,6 @@ def _put(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     obj[path[-1]] = value
 
 
-def _digest(content: Any) -> str:
-    return hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
-
-
 def _show(value: Any) -> str:
     """A value quoted in a rejection reason, cut short: reasons are kept, whole rows are not."""
     text = repr(value)
@@ -501,8 +530,16 @@ def as_object(value: Any, column: str | None) -> dict[str, Any] | str | None:
 
 
 def as_id(value: Any) -> str:
-    """Segment ids are strings: a numeric key 42 becomes "42"."""
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    """An id column's value (not the key's, which the warehouse writes) as the string Segment wants.
+
+    The warehouse's rules for key texts, applied to what a chunk carries: 42 → "42", and an integral
+    float (a DECIMAL(18,0) id travels as 7.0) → "7", as every other tool writes it.
+    """
+    if isinstance(value, str):
+        return value
+    if value.__class__ is float and isfinite(value):
+        return str(int(value)) if value.is_integer() and abs(value) < FLOAT_EXACT_INTEGERS else repr(value)
+    return orjson.dumps(value).decode()
 
 
 def parse_timestamp(value: Any) -> str | None:

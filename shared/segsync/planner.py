@@ -10,14 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from segsync.chunks import Chunker, dump_row, header
-from segsync.config import SegmentConnection, TrackSync, UserSync
+from segsync.config import AnySync, SegmentConnection
 from segsync.errors import SegsyncError, WarehouseError
-from segsync.mapping import Mapper
+from segsync.mapping import Mapper, row_message_id
 from segsync.observability import logger
 from segsync.queue import ChunkQueue
 from segsync.state import INTERNAL_COLUMNS, DiffCounts, WarehouseState, destination_id
 from segsync.store import Rejection, RunStore
+from segsync.upgrade import rekey_legacy_state
 from segsync.warehouse import Warehouse
+from segsync.warehouse.dialect import ModelColumn
 
 FETCH_ROWS = 10_000
 MAX_ROW_BYTES = 512 * 1024
@@ -69,18 +71,25 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
 
 
-def check_row(key: str | None, key_count: int, values: Sequence[Any], key_column: str) -> bytes | Rejection:
-    """The planner's checks on one model row: the row as a chunk carries it, or why it cannot go.
+def check_key(key: str | None, key_count: int, key_column: str) -> Rejection | None:
+    """Null keys and duplicate keys (every row sharing one) cannot be synced: why, or None.
 
-    Null keys and duplicate keys (every row sharing one) are rejected by key; so are rows no JSON can
-    carry and rows over ``MAX_ROW_BYTES``. ``key`` is the key as the warehouse casts it to text.
+    ``key`` is the key's canonical text, as the warehouse wrote it (``segsync.warehouse.dialect``).
     """
     if key is None:
         return Rejection(None, "key", f"key column '{key_column}' is null")
     if key_count > 1:
         return Rejection(key, "key", f"duplicate key: {key_count} rows share it")
+    return None
+
+
+def encode_row(key: str, row: Sequence[Any]) -> bytes | Rejection:
+    """A chunk row (key text, messageId, values) serialized, or why no chunk can carry it.
+
+    Rows no JSON can carry and rows over ``MAX_ROW_BYTES`` are rejected by key.
+    """
     try:
-        encoded = dump_row(values)
+        encoded = dump_row(row)
     except TypeError as exc:
         return Rejection(key, "row", str(exc))
     if len(encoded) > MAX_ROW_BYTES:
@@ -98,7 +107,7 @@ class Planner:
 
     def plan(
         self,
-        sync: UserSync | TrackSync,
+        sync: AnySync,
         destination: SegmentConnection,
         warehouse: Warehouse,
         state: WarehouseState,
@@ -115,7 +124,8 @@ class Planner:
         try:
             state.ensure()
             columns = state.model_columns(sync.model)
-            Mapper(sync, columns)
+            Mapper(sync, [c.name for c in columns])
+            rekey_legacy_state(state, sync, destination_id(destination), columns)
             result.diff = state.prepare(sync, destination_id(destination), columns, full_resync=full_resync)
             result.rows_read = result.diff.source_rows
             result.chunks = self._queue.send_all(self._chunks(sync, destination, warehouse, state, columns, result))
@@ -145,11 +155,11 @@ class Planner:
 
     def _chunks(
         self,
-        sync: UserSync | TrackSync,
+        sync: AnySync,
         destination: SegmentConnection,
         warehouse: Warehouse,
         state: WarehouseState,
-        columns: list[str],
+        columns: list[ModelColumn],
         result: PlanResult,
     ) -> Iterator[tuple[int, str]]:
         chunker = Chunker(
@@ -157,7 +167,7 @@ class Planner:
             header=header(
                 sync.model_dump(mode="json", by_alias=True, exclude_none=True),
                 destination.model_dump(mode="json", exclude_none=True),
-                columns,
+                [c.name for c in columns],
             ),
             max_rows=self._limits.chunk_rows,
             max_body_bytes=self._limits.chunk_bytes,
@@ -166,17 +176,23 @@ class Planner:
         def accepted_rows() -> Iterator[bytes]:
             for batch in warehouse.stream(state.changed_rows_sql(sync.name), FETCH_ROWS):
                 for row in batch.rows:
-                    encoded = self._check(row, sync.key, result)
+                    encoded = self._check(row, sync, result)
                     if encoded is not None:
                         yield encoded
 
         for number, _, body in chunker.chunks(accepted_rows()):
             yield number, body
 
-    def _check(self, row: tuple[Any, ...], key_column: str, result: PlanResult) -> bytes | None:
-        checked = check_row(row[0], row[1], row[INTERNAL_COLUMNS:], key_column)
-        if not isinstance(checked, Rejection):
-            return checked
+    def _check(self, row: tuple[Any, ...], sync: AnySync, result: PlanResult) -> bytes | None:
+        """The chunk row for a run-table row (its messageId written here, once), or None if rejected."""
+        key, key_count, row_hash, previous_hash, change = row[:INTERNAL_COLUMNS]
+        checked = check_key(key, key_count, sync.key)
+        if checked is None:
+            resync_run = result.run_id if change == "resync" else None
+            message = row_message_id(sync, key, previous_hash, row_hash, resync_run)
+            checked = encode_row(key, (key, message, *row[INTERNAL_COLUMNS:]))
+            if not isinstance(checked, Rejection):
+                return checked
         result.rejected += 1
         result.rejections.append(checked)
         if len(result.rejections) >= REJECTION_FLUSH:

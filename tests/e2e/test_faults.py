@@ -37,11 +37,13 @@ from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.driver import LambdaContext, LocalDriver, load_handler
 from segsync.local.run import SyncSummary, run_local, summarize
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, LocalStack, local_stack
-from segsync.mapping import Mapped, Mapper
+from segsync.mapping import Mapped, Mapper, row_message_id
 from segsync.queue import ChunkQueue
 from segsync.segment import SegmentClient
 from segsync.sender import ChunkOutcome, RateLimiter, Sender
+from segsync.state import WarehouseState
 from segsync.store import RunStore, SyncStore
+from segsync.warehouse.duckdb import DuckDBWarehouse
 
 from ..conftest import point_at
 
@@ -113,17 +115,20 @@ def _project(project_file: Path, endpoint: str, events_per_second: int = 1_000_0
 
 
 def expected_messages(project: Project, syncs: list[str]) -> dict[str, tuple[str, str]]:
-    """messageId → (sync, key) of every model row, mapped straight from the warehouse (no pipeline)."""
+    """messageId → (sync, key) of every model row on its first delivery, mapped straight from the warehouse
+    (no pipeline): the key texts and row hashes of the warehouse's own keyed rows, the ids they make."""
     expected: dict[str, tuple[str, str]] = {}
     for name in syncs:
         sync = project.sync(name)
-        with duckdb.connect(project.connections[sync.source].path, read_only=True) as con:
-            cursor = con.execute(f"SELECT * FROM ({sync.model}) AS m")
-            columns = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-        mapper = Mapper(sync, columns)
-        for row in rows:
-            mapped = mapper.map(orjson.loads(dump_row(row)))
+        with DuckDBWarehouse(project.connections[sync.source], read_only=True) as warehouse:
+            state = WarehouseState(warehouse, "SEGSYNC")
+            columns = state.model_columns(sync.model)
+            keyed = state.keyed(sync, columns, f"SELECT * FROM ({sync.model}) AS src")
+            rows = [row for batch in warehouse.stream(keyed, 10_000) for row in batch.rows]
+        mapper = Mapper(sync, [c.name for c in columns])
+        for key, _, row_hash, *values in rows:
+            chunk_row = [key, row_message_id(sync, key, None, row_hash, None), *values]
+            mapped = mapper.map(orjson.loads(dump_row(chunk_row)))
             assert isinstance(mapped, Mapped), mapped
             expected[orjson.loads(mapped.body)["messageId"]] = (name, mapped.key)
     return expected

@@ -121,19 +121,23 @@ def test_appended_events_go_once_and_new_events_follow(project_file, capture, sm
     assert all(m["event"] == "Signed In" for m in sent)
 
 
-def test_a_full_resync_sends_everything_again_with_the_same_message_ids(project_file, capture, small_warehouse):
-    # Given a synced warehouse
+def test_a_full_resync_resends_users_under_new_ids_and_events_under_their_own(project_file, capture, small_warehouse):
+    # Given synced users and events
     project = _project(project_file, capture.url)
-    run_local(project, ["demo-users"])
-    first_ids = {m["messageId"] for m in read_captured(capture.out_path)}
+    run_local(project)
+    first = read_captured(capture.out_path)
+    first_users = {m["messageId"] for m in first if m["type"] == "identify"}
+    first_events = {m["messageId"] for m in first if m["type"] == "track"}
 
     # When a full resync is asked for
-    report = run_local(project, ["demo-users"], full_resync=True)
+    report = run_local(project, full_resync=True)
 
-    # Then every user is sent again, with the same ids (Segment dedupes what it already has)
-    again = read_captured(capture.out_path)[300:]
-    assert report.runs[0].sent == 300
-    assert {m["messageId"] for m in again} == first_ids
+    # Then every row goes out again: identifies under new ids (a deliberate resend Segment must not drop
+    # as a copy), events under their own (an event is one event, so Segment drops the copies)
+    again = read_captured(capture.out_path)[len(first) :]
+    assert [r.sent for r in report.runs] == [300, 2_000]
+    assert {m["messageId"] for m in again if m["type"] == "identify"}.isdisjoint(first_users)
+    assert {m["messageId"] for m in again if m["type"] == "track"} == first_events
 
 
 def test_a_sender_that_cannot_deliver_leaves_state_untouched_and_the_next_run_delivers_the_same_ids(

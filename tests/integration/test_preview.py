@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -14,8 +15,12 @@ from segsync.cli import main
 from segsync.commands.preview import preview_sync
 from segsync.config import DuckDBConnection, load_project, parse_sync
 from segsync.mapping import Mapped, Mapper
+from segsync.state import WarehouseState
 from segsync.warehouse import connect
+from tests.rows import chunk_row
 from tests.segment_spec import problems
+
+MESSAGE_ID = re.compile(r"^segsync-[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 PROBLEM_ROWS = """
 CREATE TABLE orders AS SELECT * FROM (VALUES
@@ -74,7 +79,7 @@ def test_preview_maps_every_row_of_the_model_as_the_sender_would(small_warehouse
 
     # When previewed with a limit of three payloads
     with connect(connection) as warehouse:
-        result = preview_sync(sync, warehouse, limit=3)
+        result = preview_sync(sync, WarehouseState(warehouse, "SEGSYNC"), limit=3)
 
     # Then every row would be one identify, and the payloads are exactly what the mapper builds
     assert (result.rows, dict(result.messages), result.rejected) == (300, {"identify": 300}, 0)
@@ -85,9 +90,12 @@ def test_preview_maps_every_row_of_the_model_as_the_sender_would(small_warehouse
         )
         columns = [d[0] for d in cursor.description]
         first = next(r for r in cursor.fetchall() if r[0] == result.payloads[0][0])
-    expected = Mapper(sync, columns).map(orjson.loads(dump_row(first)))  # as a chunk carries it
+    mapper = Mapper(sync, columns)
+    expected = mapper.map(orjson.loads(dump_row(chunk_row(mapper, list(first)))))  # as a chunk carries it
     assert isinstance(expected, Mapped)
-    assert result.payloads[0][1] == orjson.loads(expected.body)
+    shown = dict(result.payloads[0][1])
+    assert MESSAGE_ID.match(shown.pop("messageId"))
+    assert shown == {k: v for k, v in orjson.loads(expected.body).items() if k != "messageId"}
     assert all(problems(message) == [] for _, message, _ in result.payloads)
 
 
@@ -97,7 +105,7 @@ def test_preview_groups_rejections_by_reason_as_a_run_would_reject_them(orders_p
 
     # When previewed
     with connect(project.connections["warehouse"]) as warehouse:
-        result = preview_sync(project.sync("orders"), warehouse, limit=5)
+        result = preview_sync(project.sync("orders"), WarehouseState(warehouse, "SEGSYNC"), limit=5)
 
     # Then the two good rows are messages and the rest are grouped by what went wrong
     assert (result.rows, dict(result.messages), result.rejected) == (8, {"track": 2}, 6)
@@ -222,7 +230,7 @@ def test_a_group_sync_previews_from_a_json_column(tmp_path):
 
     # When previewed
     with connect(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
-        result = preview_sync(sync, warehouse, limit=1)
+        result = preview_sync(sync, WarehouseState(warehouse, "SEGSYNC"), limit=1)
 
     # Then the group carries the struct as traits and the parsed JSON as context
     ((_, message, _),) = result.payloads

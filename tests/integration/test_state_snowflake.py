@@ -60,7 +60,7 @@ def test_snowflake_diff_commit_and_rediff(warehouse):
     sent = _deliver(state, sync, "run-1")
 
     # Then every customer is new (the unqualified model still resolves: the schema switch was undone)
-    assert columns == ["CUSTOMER_ID", "EMAIL", "SPEND"]
+    assert [c.name for c in columns] == ["CUSTOMER_ID", "EMAIL", "SPEND"]
     assert (first.source_rows, first.new, first.changed) == (50, 50, 0)
     assert sorted(r[0] for r in sent) == sorted(str(i) for i in range(1, 51))
 

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from segsync import __version__
 from segsync.config import parse_sync
 from segsync.errors import ConfigError
-from segsync.mapping import Mapped, Mapper
+from segsync.mapping import Mapped, Mapper, as_id, row_message_id
 from segsync.segment import MAX_MESSAGE_BYTES
 from segsync.store import Rejection
+from tests.rows import chunk_row, map_row
 
 CONTEXT = {"library": {"name": "segsync", "version": __version__}}
 MESSAGE_ID = re.compile(r"^segsync-[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -67,13 +68,15 @@ def track_row(**values: Any) -> list[Any]:
 
 def mapped(mapper: Mapper, row: list[Any]) -> dict[str, Any]:
     """Map a row that must be accepted, and return the message as Segment will read it."""
-    result = mapper.map(row)
+    result = map_row(mapper, row)
     assert isinstance(result, Mapped), result
     return orjson.loads(result.body)
 
 
-def message_id(mapper: Mapper, row: list[Any]) -> str:
-    return mapped(mapper, row)["messageId"]
+def mapped_chunk(mapper: Mapper, row: list[Any]) -> dict[str, Any]:
+    result = mapper.map(row)
+    assert isinstance(result, Mapped), result
+    return orjson.loads(result.body)
 
 
 # --- golden payloads ---------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ def test_user_row_becomes_an_identify_keyed_on_user_id():
     mapper = Mapper(user_sync(), USER_COLUMNS)
 
     # When the row is mapped
-    result = mapper.map(["u1", "a@example.com", None])
+    result = map_row(mapper, ["u1", "a@example.com", None])
 
     # Then it is exactly this identify: the null trait is left out (not sent as null, which would erase it)
     assert isinstance(result, Mapped)
@@ -94,8 +97,8 @@ def test_user_row_becomes_an_identify_keyed_on_user_id():
         "userId": "u1",
         "traits": {"email": "a@example.com", "source": "warehouse"},
         "context": CONTEXT,
-        # Pinned: if this id changes between releases, Segment sees every row as a new message.
-        "messageId": "segsync-90b256af-1ce5-5112-98d4-dbec886a2249",
+        # The planner's id for a first delivery (tests/rows.py: no hash delivered before, new hash 0…0)
+        "messageId": "segsync-8fa3c05a-7279-5df0-bd44-c0850c4ef1f0",
     }
 
 
@@ -125,7 +128,7 @@ def test_track_row_becomes_a_track_with_a_utc_millisecond_timestamp():
     mapper = Mapper(track_sync(), TRACK_COLUMNS)
 
     # When the row is mapped
-    result = mapper.map(track_row(placed_at="2026-03-01T12:30:05.123456+02:00"))
+    result = map_row(mapper, track_row(placed_at="2026-03-01T12:30:05.123456+02:00"))
 
     # Then it is exactly this track
     assert isinstance(result, Mapped)
@@ -207,67 +210,86 @@ def test_timestamps_are_normalized_to_utc_iso_with_milliseconds(placed_at, times
 # --- messageIds ------------------------------------------------------------------------------------
 
 
-def test_message_id_is_deterministic_for_the_same_sync_key_and_content():
-    # Given the same row mapped twice, by two mappers of the same sync (two runs, say)
-    row = ["u1", "a@example.com", "pro"]
+def test_a_resend_of_the_same_planned_row_keeps_its_message_id():
+    # Given one planned row (key, hash delivered last, new hash), planned again after a lost run
+    first = row_message_id(user_sync(), "u1", "a" * 32, "b" * 32, None)
+    again = row_message_id(user_sync(), "u1", "a" * 32, "b" * 32, None)
 
-    # When mapped
-    first = message_id(Mapper(user_sync(), USER_COLUMNS), row)
-    second = message_id(Mapper(user_sync(), USER_COLUMNS), list(row))
-
-    # Then the id is the same, so a resend after a retry is deduplicated by Segment
-    assert first == second
+    # Then its id is the same, so Segment drops the copy
+    assert first == again
     assert MESSAGE_ID.match(first)
     assert len(first) <= 100
 
 
-def test_identify_message_id_changes_when_a_trait_changes():
-    # Given a user before and after their plan changed
-    mapper = Mapper(user_sync(), USER_COLUMNS)
+def test_a_value_that_changes_and_changes_back_is_three_messages():
+    # Given a plan free → pro → free over three runs (hashes F, P, F; each run sees the last delivered)
+    free, pro = "f" * 32, "e" * 32
+    ids = [
+        row_message_id(user_sync(), "u1", None, free, None),
+        row_message_id(user_sync(), "u1", free, pro, None),
+        row_message_id(user_sync(), "u1", pro, free, None),
+    ]
 
-    # When both versions are mapped
-    before = message_id(mapper, ["u1", "a@example.com", "free"])
-    after = message_id(mapper, ["u1", "a@example.com", "pro"])
-
-    # Then the new traits get a new id (Segment would drop it as a duplicate otherwise)
-    assert before != after
+    # Then the third message does not reuse the first one's id (Segment would drop it for ~24 h)
+    assert len(set(ids)) == 3
 
 
-def test_identify_message_id_does_not_depend_on_trait_order():
-    # Given the same traits declared in two orders
-    reordered = user_sync(traits={"plan": "plan", "source": {"value": "warehouse"}, "email": "email"})
-    row = ["u1", "a@example.com", "pro"]
+def test_a_full_resync_sends_identifies_under_ids_of_its_own_run():
+    # Given a row already delivered with the same content
+    delivered = row_message_id(user_sync(), "u1", None, "b" * 32, None)
 
-    # When mapped, Then the id is the same
-    assert message_id(Mapper(user_sync(), USER_COLUMNS), row) == message_id(Mapper(reordered, USER_COLUMNS), row)
+    # When two full resyncs send it again
+    resync_1 = row_message_id(user_sync(), "u1", "b" * 32, "b" * 32, "run-1")
+    resync_2 = row_message_id(user_sync(), "u1", "b" * 32, "b" * 32, "run-2")
+
+    # Then each resync's copy is new to Segment (it is a deliberate resend), and stable within its run
+    assert len({delivered, resync_1, resync_2}) == 3
+    assert resync_1 == row_message_id(user_sync(), "u1", "b" * 32, "b" * 32, "run-1")
 
 
 def test_track_message_id_depends_only_on_the_sync_and_the_event_key():
-    # Given the same event key with different content (a late correction, say)
-    mapper = Mapper(track_sync(), TRACK_COLUMNS)
-    original = track_row(total=12.34, placed_at="2026-03-01T10:30:05Z")
-    corrected = track_row(total=99.0, placed_at="2026-03-02T00:00:00Z", user_id="u2")
+    # Given the same event key with different content, a full resync, and another key
+    original = row_message_id(track_sync(), "o1", None, "a" * 32, None)
+    corrected = row_message_id(track_sync(), "o1", "a" * 32, "b" * 32, None)
+    resynced = row_message_id(track_sync(), "o1", "b" * 32, "b" * 32, "run-1")
 
-    # When both are mapped, Then they share an id: an event is sent once, never appended twice
-    assert message_id(mapper, original) == message_id(mapper, corrected)
-    assert message_id(mapper, original) != message_id(mapper, track_row(order_id="o2"))
+    # Then they share an id: an event is sent once, never appended twice
+    assert original == corrected == resynced
+    assert original != row_message_id(track_sync(), "o2", None, "a" * 32, None)
 
 
 def test_two_syncs_never_share_a_message_id_for_the_same_key():
-    # Given two syncs over the same rows and keys
-    row = ["u1", "a@example.com", "pro"]
-    events = track_row(order_id="u1")
-
-    # When each maps the same key
+    # Given two syncs of each object over the same key and hashes
     ids = {
-        message_id(Mapper(user_sync(name="users"), USER_COLUMNS), row),
-        message_id(Mapper(user_sync(name="users_eu"), USER_COLUMNS), row),
-        message_id(Mapper(track_sync(name="orders"), TRACK_COLUMNS), events),
-        message_id(Mapper(track_sync(name="refunds"), TRACK_COLUMNS), events),
+        row_message_id(user_sync(name="users"), "u1", None, "a" * 32, None),
+        row_message_id(user_sync(name="users_eu"), "u1", None, "a" * 32, None),
+        row_message_id(track_sync(name="orders"), "u1", None, "a" * 32, None),
+        row_message_id(track_sync(name="refunds"), "u1", None, "a" * 32, None),
     }
 
     # Then each sync has its own id, so Segment never drops one sync's message as another's duplicate
     assert len(ids) == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(42, "42"), (7.0, "7"), (-0.0, "0"), (0.1, "0.1"), (1.5e-07, "1.5e-07"), (2.0**60, "1.152921504606847e+18"),
+     ("u-1", "u-1"), (True, "true")],
+)  # fmt: skip
+def test_an_id_column_prints_as_the_warehouse_prints_a_key_of_its_value(value, text):
+    # Given an id column's value as a chunk carries it (a DECIMAL(18,0) 7 travels as 7.0)
+    # When it becomes a userId, Then it reads as the key text rules write it: "7", never "7.0"
+    assert as_id(value) == text
+
+
+def test_the_message_carries_the_id_the_planner_wrote():
+    # Given a chunk row whose messageId the planner wrote
+    mapper = Mapper(user_sync(), USER_COLUMNS)
+    row = chunk_row(mapper, ["u1", "a@example.com", "pro"])
+    row[1] = "segsync-00000000-0000-5000-8000-000000000000"
+
+    # When mapped, Then the message keeps it as it is: the sender never derives an id of its own
+    assert mapped_chunk(mapper, row)["messageId"] == "segsync-00000000-0000-5000-8000-000000000000"
 
 
 # --- columns -----------------------------------------------------------------------------------------
@@ -323,7 +345,7 @@ def test_unknown_column_is_a_config_error_naming_sync_field_and_column(sync, fie
 
 def test_null_key_is_rejected_without_a_key():
     # Given a user row whose key is null, When mapped
-    result = Mapper(user_sync(), USER_COLUMNS).map([None, "a@example.com", "pro"])
+    result = map_row(Mapper(user_sync(), USER_COLUMNS), [None, "a@example.com", "pro"])
 
     # Then it is rejected on its key, naming the column
     assert result == Rejection(None, "key", "key column 'id' is null")
@@ -335,7 +357,7 @@ def test_missing_or_empty_event_name_is_rejected(event_name):
     mapper = Mapper(track_sync(event="event_name"), TRACK_COLUMNS)
 
     # When mapped
-    result = mapper.map(track_row(event_name=event_name))
+    result = map_row(mapper, track_row(event_name=event_name))
 
     # Then it is rejected on the event field
     assert isinstance(result, Rejection)
@@ -345,7 +367,7 @@ def test_missing_or_empty_event_name_is_rejected(event_name):
 
 def test_a_null_timestamp_is_rejected_rather_than_stamped_with_the_receive_time():
     # Given a Track row whose event time is null, When mapped
-    result = Mapper(track_sync(), TRACK_COLUMNS).map(track_row(placed_at=None))
+    result = map_row(Mapper(track_sync(), TRACK_COLUMNS), track_row(placed_at=None))
 
     # Then it is rejected naming the column (Segment would otherwise date it "now")
     assert result == Rejection("o1", "timestamp", "timestamp column 'placed_at' is null")
@@ -354,7 +376,7 @@ def test_a_null_timestamp_is_rejected_rather_than_stamped_with_the_receive_time(
 @pytest.mark.parametrize("key", ["", "   "])
 def test_an_empty_key_is_rejected(key):
     # Given a user row whose key is empty text, When mapped, Then it is rejected on the key
-    result = Mapper(user_sync(), USER_COLUMNS).map([key, "a@example.com", "pro"])
+    result = map_row(Mapper(user_sync(), USER_COLUMNS), [key, "a@example.com", "pro"])
     assert result == Rejection(key, "key", "key column 'id' is empty")
 
 
@@ -363,7 +385,7 @@ def test_track_with_both_identities_null_is_rejected():
     mapper = Mapper(track_sync(anonymous_id="anonymous_id"), TRACK_COLUMNS)
 
     # When mapped
-    result = mapper.map(track_row(user_id=None, anonymous_id=None))
+    result = map_row(mapper, track_row(user_id=None, anonymous_id=None))
 
     # Then Segment is spared a message it would refuse
     assert result == Rejection("o1", "userId", "both userId and anonymousId are null or empty")
@@ -375,7 +397,7 @@ def test_unreadable_timestamp_is_rejected_quoting_the_value(placed_at):
     mapper = Mapper(track_sync(), TRACK_COLUMNS)
 
     # When mapped
-    result = mapper.map(track_row(placed_at=placed_at))
+    result = map_row(mapper, track_row(placed_at=placed_at))
 
     # Then it is rejected on the timestamp, quoting what was found
     assert isinstance(result, Rejection)
@@ -388,7 +410,7 @@ def test_message_over_32_kb_is_rejected_with_its_size():
     mapper = Mapper(user_sync(), USER_COLUMNS)
 
     # When mapped
-    result = mapper.map(["u1", "x" * MAX_MESSAGE_BYTES, "pro"])
+    result = map_row(mapper, ["u1", "x" * MAX_MESSAGE_BYTES, "pro"])
 
     # Then it is rejected on the message, saying how big it was
     assert isinstance(result, Rejection)
@@ -400,13 +422,13 @@ def test_message_over_32_kb_is_rejected_with_its_size():
 def test_message_just_under_32_kb_is_sent():
     # Given a trait sized so the whole message is exactly at the limit
     mapper = Mapper(user_sync(), USER_COLUMNS)
-    overhead = len(mapper.map(["u1", "", "pro"]).body)
+    overhead = len(map_row(mapper, ["u1", "", "pro"]).body)
 
     # When mapped, Then it is accepted at the limit and refused one byte over
-    at_limit = mapper.map(["u1", "x" * (MAX_MESSAGE_BYTES - overhead), "pro"])
+    at_limit = map_row(mapper, ["u1", "x" * (MAX_MESSAGE_BYTES - overhead), "pro"])
     assert isinstance(at_limit, Mapped)
     assert len(at_limit.body) == MAX_MESSAGE_BYTES
-    assert isinstance(mapper.map(["u1", "x" * (MAX_MESSAGE_BYTES - overhead + 1), "pro"]), Rejection)
+    assert isinstance(map_row(mapper, ["u1", "x" * (MAX_MESSAGE_BYTES - overhead + 1), "pro"]), Rejection)
 
 
 # --- any row: a message or a reason, never an exception -------------------------------------------
@@ -450,7 +472,7 @@ def test_any_row_maps_to_a_valid_message_or_a_reasoned_rejection(sync, row):
     mapper = Mapper(sync, PROPERTY_COLUMNS)
 
     # When it is mapped (this must not raise)
-    result = mapper.map(row)
+    result = map_row(mapper, row)
 
     # Then a rejection always says which field and why
     if isinstance(result, Rejection):

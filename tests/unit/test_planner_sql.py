@@ -7,7 +7,8 @@ import pytest
 
 from segsync.config import DuckDBConnection
 from segsync.planner import new_run_id
-from segsync.state import literal, nested, quote, table_suffix
+from segsync.state import nested, table_suffix
+from segsync.warehouse.dialect import Dialect, SnowflakeDialect
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
@@ -41,7 +42,7 @@ def test_a_trailing_line_comment_cannot_swallow_the_closing_parenthesis(tmp_path
         columns = WarehouseState(warehouse, "SEGSYNC").model_columns("SELECT 1 AS id -- latest only")
 
     # Then the query still parses
-    assert columns == ["id"]
+    assert [c.name for c in columns] == ["id"]
 
 
 @pytest.mark.parametrize(("name", "other"), [("demo-users", "demo_users"), ("a-b", "a_b"), ("users", "USERS")])
@@ -53,8 +54,14 @@ def test_every_sync_gets_its_own_tables_even_when_names_look_alike(name, other):
 
 
 def test_identifiers_and_literals_are_quoted_with_their_quotes_doubled():
-    assert quote('say "hi"') == '"say ""hi"""'
-    assert literal("it's") == "'it''s'"
+    assert Dialect().quote('say "hi"') == '"say ""hi"""'
+    assert Dialect().literal("it's") == "'it''s'"
+
+
+def test_snowflake_literals_escape_backslashes_too():
+    # Given a name with a backslash, When quoted for Snowflake (where a backslash escapes), Then it survives
+    assert SnowflakeDialect().literal("a\\b's") == "'a\\\\b''s'"
+    assert Dialect().literal("a\\b") == "'a\\b'"
 
 
 def test_run_id_has_a_utc_timestamp_and_a_random_suffix():

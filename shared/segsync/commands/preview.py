@@ -14,11 +14,11 @@ import orjson
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json
 from segsync.config import AnySync, load_project
 from segsync.errors import WarehouseError
-from segsync.mapping import Mapped, Mapper
-from segsync.planner import FETCH_ROWS, check_row
-from segsync.state import INTERNAL_COLUMNS, keyed_model, nested
+from segsync.mapping import Mapped, Mapper, row_message_id
+from segsync.planner import FETCH_ROWS, check_key, encode_row
+from segsync.state import KEYED_COLUMNS, WarehouseState, nested
 from segsync.store import Rejection, reason_kind
-from segsync.warehouse import Warehouse, connect
+from segsync.warehouse import connect
 
 DEFAULT_LIMIT = 5
 MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
@@ -108,24 +108,30 @@ class Preview:
         return sorted(self.reasons.values(), key=lambda g: (-g.count, g.field, g.reason))
 
 
-def preview_sync(sync: AnySync, warehouse: Warehouse, *, limit: int, key: str | None = None) -> Preview:
+def preview_sync(sync: AnySync, state: WarehouseState, *, limit: int, key: str | None = None) -> Preview:
     """Run the model and map every row as a run would (a full resync); keep counts and the first payloads.
 
-    Rows get the planner's checks (``check_row``: null and duplicate keys, rows that cannot be
-    serialized or are too big), then travel as they would in a chunk (serialized and read back), then
-    the sender's mapping. Nothing is sent and no sync state is read or written.
+    Rows get the planner's checks (null and duplicate keys, rows that cannot be serialized or are too
+    big) and its key texts and messageIds (as if never delivered), then travel as they would in a chunk
+    (serialized and read back), then the sender's mapping. Nothing is sent and no sync state is read
+    or written.
     """
     started = time.monotonic()
     result = Preview(sync=sync.name, object=sync.object)
-    result.columns = warehouse.describe(f"SELECT * FROM (\n{nested(sync.model)}\n) AS m")
+    columns = state.model_columns(sync.model)
+    result.columns = [c.name for c in columns]
     mapper = Mapper(sync, result.columns)
-    for batch in warehouse.stream(keyed_model(sync.model, sync.key, result.columns, sync.name), FETCH_ROWS):
+    model = f"SELECT * FROM (\n{nested(sync.model)}\n) AS src"
+    for batch in state.warehouse.stream(state.keyed(sync, columns, model), FETCH_ROWS):
         for raw in batch.rows:
-            row_key, key_count = raw[0], raw[1]
+            row_key, key_count, row_hash = raw[:KEYED_COLUMNS]
             if key is not None and row_key != key:
                 continue
             result.rows += 1
-            checked = check_row(row_key, key_count, raw[INTERNAL_COLUMNS:], sync.key)
+            checked = check_key(row_key, key_count, sync.key)
+            if checked is None:
+                message_id = row_message_id(sync, row_key, None, row_hash, None)
+                checked = encode_row(row_key, (row_key, message_id, *raw[KEYED_COLUMNS:]))
             mapped = checked if isinstance(checked, Rejection) else mapper.map(orjson.loads(checked))
             if isinstance(mapped, Rejection):
                 result.reject(mapped)
@@ -144,9 +150,10 @@ def _shown(mapped: Mapped) -> tuple[str, dict[str, Any], int]:
 def run(args: argparse.Namespace) -> int:
     project = load_project(args.file)
     sync = project.sync(args.sync)
+    source = project.connections[sync.source]
     try:
-        with connect(project.connections[sync.source]) as warehouse:
-            result = preview_sync(sync, warehouse, limit=args.limit, key=args.key)
+        with connect(source) as warehouse:
+            result = preview_sync(sync, WarehouseState(warehouse, source.state_schema), limit=args.limit, key=args.key)
     except WarehouseError as exc:
         raise WarehouseError(f"sync '{sync.name}': model query failed: {exc}") from None
     found = args.key is None or result.rows > 0

@@ -61,9 +61,11 @@ class LocalReport:
 class ProgressBar:
     """Chunks delivered out of planned, on stderr, only when someone is watching a terminal."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self._total = max(total, 1)
         self._done = 0
+        # Looked up now, not at import: whoever runs us may have replaced stderr since.
+        stream = stream or sys.stderr
         self._stream = stream
         self._enabled = stream.isatty() and total > 1
 

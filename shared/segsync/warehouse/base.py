@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from segsync.warehouse.dialect import Dialect, ModelColumn
+
 
 @dataclass(frozen=True)
 class RowBatch:
@@ -19,9 +21,12 @@ class RowBatch:
 class Warehouse(ABC):
     """Runs a model query and streams its rows; keeps segsync's bookkeeping tables.
 
-    SQL that both DuckDB and Snowflake accept is written once (segsync.state); only what differs
-    (placeholders, schema creation side effects) lives in the adapters.
+    SQL is written once (segsync.state); what differs between warehouses' SQL is the adapter's
+    ``dialect``, and what differs in talking to them (placeholders, types, schema creation side
+    effects) lives in the adapters.
     """
+
+    dialect: Dialect
 
     @abstractmethod
     def stream(self, sql: str, batch_rows: int) -> Iterator[RowBatch]:
@@ -32,8 +37,8 @@ class Warehouse(ABC):
         """
 
     @abstractmethod
-    def describe(self, sql: str) -> list[str]:
-        """The column names a query would return, as the warehouse spells them."""
+    def describe(self, sql: str) -> list[ModelColumn]:
+        """The columns a query would return: names as the warehouse spells them, and their types."""
 
     @abstractmethod
     def execute(self, sql: str) -> None:

@@ -11,10 +11,28 @@ import duckdb
 from segsync.config import DuckDBConnection
 from segsync.errors import WarehouseError
 from segsync.warehouse.base import RowBatch, Warehouse
+from segsync.warehouse.dialect import Dialect, Kind, ModelColumn
+
+INTEGERS = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+)
+SIMPLE_KINDS = {
+    "FLOAT": Kind.FLOAT,
+    "DOUBLE": Kind.FLOAT,
+    "TIMESTAMP WITH TIME ZONE": Kind.TIMESTAMP_TZ,
+    "DATE": Kind.DATE,
+    "TIME": Kind.TIME,
+    "BOOLEAN": Kind.BOOLEAN,
+    "BLOB": Kind.BINARY,
+    "VARCHAR": Kind.STRING,
+    "JSON": Kind.JSON,
+}
 
 
 class DuckDBWarehouse(Warehouse):
     """Streams a model from a DuckDB file with ``fetchmany`` (bounded memory)."""
+
+    dialect = Dialect()
 
     def __init__(self, connection: DuckDBConnection, read_only: bool = False) -> None:
         if not Path(connection.path).is_file():
@@ -44,11 +62,12 @@ class DuckDBWarehouse(Warehouse):
         finally:
             cursor.close()
 
-    def describe(self, sql: str) -> list[str]:
+    def describe(self, sql: str) -> list[ModelColumn]:
         try:
-            return [d[0] for d in self._con.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0").description]
+            description = self._con.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0").description
         except duckdb.Error as exc:
             raise WarehouseError(str(exc).strip()) from None
+        return [ModelColumn(name, kind(str(type_)), str(type_)) for name, type_, *_ in description]
 
     def execute(self, sql: str) -> None:
         try:
@@ -76,3 +95,19 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.close()
+
+
+def kind(type_name: str) -> Kind:
+    """How segsync renders a DuckDB type as text (``DECIMAL(18,0)`` is an integer)."""
+    upper = type_name.upper()
+    if upper in INTEGERS:
+        return Kind.INTEGER
+    if upper.startswith("DECIMAL"):
+        return Kind.INTEGER if upper.replace(" ", "").endswith(",0)") else Kind.DECIMAL
+    if upper in SIMPLE_KINDS:
+        return SIMPLE_KINDS[upper]
+    if upper.startswith("TIMESTAMP"):
+        return Kind.TIMESTAMP
+    if upper.endswith("]") or upper.startswith(("STRUCT(", "MAP(", "UNION(")):
+        return Kind.JSON
+    return Kind.OTHER

@@ -9,18 +9,38 @@ from typing import Any
 import snowflake.connector
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from snowflake.connector.constants import FIELD_ID_TO_NAME
 from snowflake.connector.errors import Error as ConnectorError
 
 from segsync.config import SnowflakeConnection
 from segsync.errors import SecretError, WarehouseError
 from segsync.secrets import resolve
 from segsync.warehouse.base import RowBatch, Warehouse
+from segsync.warehouse.dialect import Kind, ModelColumn, SnowflakeDialect
 
 WHAT = "Snowflake credentials"
+TYPE_KINDS = {
+    "REAL": Kind.FLOAT,
+    "TEXT": Kind.STRING,
+    "DATE": Kind.DATE,
+    "TIMESTAMP": Kind.TIMESTAMP,
+    "TIMESTAMP_NTZ": Kind.TIMESTAMP,
+    "TIMESTAMP_LTZ": Kind.TIMESTAMP_TZ,
+    "TIMESTAMP_TZ": Kind.TIMESTAMP_TZ,
+    "VARIANT": Kind.JSON,
+    "OBJECT": Kind.JSON,
+    "ARRAY": Kind.JSON,
+    "MAP": Kind.JSON,
+    "BINARY": Kind.BINARY,
+    "TIME": Kind.TIME,
+    "BOOLEAN": Kind.BOOLEAN,
+}
 
 
 class SnowflakeWarehouse(Warehouse):
     """Streams a model from Snowflake, one ``fetchmany`` page at a time (bounded memory)."""
+
+    dialect = SnowflakeDialect()
 
     def __init__(self, connection: SnowflakeConnection) -> None:
         """Resolve the credentials and log in.
@@ -68,13 +88,14 @@ class SnowflakeWarehouse(Warehouse):
         finally:
             cursor.close()
 
-    def describe(self, sql: str) -> list[str]:
+    def describe(self, sql: str) -> list[ModelColumn]:
         try:
             with self._con.cursor() as cursor:
                 cursor.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
-                return [column.name for column in cursor.description]
+                description = cursor.description
         except ConnectorError as exc:
             raise WarehouseError(exc.msg) from None
+        return [_column(c.name, FIELD_ID_TO_NAME[c.type_code], c.scale) for c in description]
 
     def execute(self, sql: str) -> None:
         self.query(sql)
@@ -108,6 +129,14 @@ class SnowflakeWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.close()
+
+
+def _column(name: str, type_name: str, scale: int | None) -> ModelColumn:
+    """A described column; NUMBER with no scale is an integer (``NUMBER(38,0)``, Snowflake's INT)."""
+    if type_name == "FIXED":
+        kind = Kind.DECIMAL if scale else Kind.INTEGER
+        return ModelColumn(name, kind, f"NUMBER(*,{scale or 0})")
+    return ModelColumn(name, TYPE_KINDS.get(type_name, Kind.OTHER), type_name)
 
 
 def _auth(secret: str) -> dict[str, Any]:

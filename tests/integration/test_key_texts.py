@@ -1,0 +1,234 @@
+"""One text per key, whatever its type, in every warehouse: state, chunks, userIds, rejections, finalize.
+
+The same table of key types runs against DuckDB (a real file, its session in a time zone far from UTC)
+and against Snowflake's dialect through the real connector and fakesnow. Each case checks the key text
+the warehouse writes, then runs it through the planner, the sender (to a loopback endpoint) and
+finalize: the delivered user's userId and state key are that text; a row the sender rejects is recorded
+under that text, stays out of state, and is due again on the next run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fakesnow
+import pytest
+import snowflake.connector
+
+from segsync.chunks import decode
+from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection, parse_sync
+from segsync.lifecycle import RunLifecycle
+from segsync.local.capture import CaptureServer, read_captured
+from segsync.planner import Planner
+from segsync.queue import ChunkQueue
+from segsync.sender import Sender
+from segsync.state import WarehouseState, destination_id
+from segsync.store import RunStore
+from segsync.warehouse import Warehouse
+from segsync.warehouse.duckdb import DuckDBWarehouse
+from segsync.warehouse.snowflake import SnowflakeWarehouse
+
+
+@dataclass(frozen=True)
+class Case:
+    type: str
+    value: str
+    text: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.type} {self.value}"
+
+
+DUCKDB_CASES = [
+    Case("INTEGER", "7", "7"),
+    Case("BIGINT", "-9223372036854775808", "-9223372036854775808"),
+    Case("HUGEINT", "170141183460469231731687303715884105727", "170141183460469231731687303715884105727"),
+    Case("UBIGINT", "18446744073709551615", "18446744073709551615"),
+    Case("DECIMAL(18,0)", "7", "7"),
+    Case("DECIMAL(18,2)", "7.50", "7.5"),
+    Case("DECIMAL(18,2)", "7.00", "7"),
+    Case("DECIMAL(38,10)", "-0.0000000001", "-0.0000000001"),
+    Case("DOUBLE", "7.0", "7"),
+    Case("DOUBLE", "0.1", "0.1"),
+    Case("REAL", "2.5", "2.5"),
+    Case("TIMESTAMP", "'2024-01-01 00:00:00'", "2024-01-01T00:00:00Z"),
+    Case("TIMESTAMP", "'2024-01-01 00:00:00.120'", "2024-01-01T00:00:00.12Z"),
+    Case("TIMESTAMP_S", "'2024-01-01 00:00:01'", "2024-01-01T00:00:01Z"),
+    Case("TIMESTAMP_MS", "'2024-01-01 00:00:01.5'", "2024-01-01T00:00:01.5Z"),
+    Case("TIMESTAMP_NS", "'2024-01-01 00:00:00.000000001'", "2024-01-01T00:00:00.000000001Z"),
+    Case("TIMESTAMPTZ", "'2024-01-01 00:00:00.5+02'", "2023-12-31T22:00:00.5Z"),
+    Case("DATE", "'2024-01-02'", "2024-01-02"),
+    Case("TIME", "'12:00:01.5'", "12:00:01.5"),
+    Case("BOOLEAN", "true", "true"),
+    Case("BLOB", "'\\xAB\\x01'", "ab01"),
+    Case("UUID", "'4276F37D-5080-44D2-B7D4-4FEE89066901'", "4276f37d-5080-44d2-b7d4-4fee89066901"),
+    Case("INTERVAL", "INTERVAL 1 DAY", "1 day"),
+    Case("VARCHAR", "'k 1'", "k 1"),
+    Case("INTEGER[]", "[1, 2]", "[1,2]"),
+    Case("STRUCT(a INTEGER, b VARCHAR)", "{'a': 1, 'b': 'x'}", '{"a":1,"b":"x"}'),
+    Case("MAP(VARCHAR, INTEGER)", "MAP {'a': 1}", '{"a":1}'),
+    Case("ENUM('x', 'y')", "'y'", "y"),
+]
+# Snowflake's own types, as fakesnow emulates them. Not here: TIME (fakesnow cannot format one), and
+# nanosecond timestamps (fakesnow keeps microseconds); the dialect's SQL for both is Snowflake's documented
+# TO_VARCHAR formats, which only a real account proves.
+SNOWFLAKE_CASES = [
+    Case("NUMBER(38,0)", "7", "7"),
+    Case("NUMBER(18,2)", "7.50", "7.5"),
+    Case("NUMBER(18,2)", "7.00", "7"),
+    Case("FLOAT", "7.0", "7"),
+    Case("FLOAT", "0.1", "0.1"),
+    Case("TIMESTAMP_NTZ", "'2024-01-01 00:00:00'", "2024-01-01T00:00:00Z"),
+    Case("TIMESTAMP_NTZ", "'2024-01-01 00:00:00.120'", "2024-01-01T00:00:00.12Z"),
+    Case("TIMESTAMP_TZ", "'2024-01-01 00:00:00.5 +02:00'", "2023-12-31T22:00:00.5Z"),
+    Case("TIMESTAMP_LTZ", "'2024-01-01 00:00:00.5'", "2024-01-01T00:00:00.5Z"),
+    Case("DATE", "'2024-01-02'", "2024-01-02"),
+    Case("BINARY", "TO_BINARY('AB01', 'HEX')", "ab01"),
+    Case("BOOLEAN", "TRUE", "true"),
+    Case("VARCHAR", "'k 1'", "k 1"),
+    Case("OBJECT", "OBJECT_CONSTRUCT('a', 1)", '{"a":1}'),
+]
+
+
+@pytest.fixture
+def duckdb_warehouse(tmp_path) -> Iterator[Warehouse]:
+    """A DuckDB file whose session runs in Los Angeles time: key texts must not notice."""
+    import duckdb
+
+    path = tmp_path / "keys.duckdb"
+    duckdb.connect(str(path)).close()
+    with DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
+        warehouse.execute("SET TimeZone = 'America/Los_Angeles'")
+        yield warehouse
+
+
+@pytest.fixture
+def snowflake_warehouse(monkeypatch) -> Iterator[Warehouse]:
+    """A Snowflake session (fakesnow, patch mode) on DB.S."""
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
+    with fakesnow.patch():
+        snowflake.connector.connect(account="a", user="ADMIN", password="x", database="DB", schema="S").close()
+        connection = SnowflakeConnection.model_validate(
+            {"type": "snowflake", "account": "a", "user": "SEGSYNC", "database": "DB", "schema": "S",
+             "credentials": {"env": "SNOWFLAKE_PASSWORD"}}
+        )  # fmt: skip
+        with SnowflakeWarehouse(connection) as warehouse:
+            yield warehouse
+
+
+def _table(warehouse: Warehouse, case: Case) -> None:
+    """One user row keyed by the case's value: an email, and no user id for the Track sync to need."""
+    warehouse.execute(
+        f"CREATE OR REPLACE TABLE KEYS AS SELECT CAST({case.value} AS {case.type}) AS K, "
+        "'a@example.com' AS EMAIL, CAST(NULL AS VARCHAR) AS USER_ID"
+    )
+
+
+USERS = {"name": "keyed-users", "object": "user", "key": "k", "traits": {"email": "email"}}
+EVENTS = {"name": "keyed-events", "object": "track", "key": "k", "event": {"value": "Keyed"}, "user_id": "user_id"}
+
+
+def _sync(fields: dict[str, Any]):
+    return parse_sync({"source": "w", "destination": "segment", "model": "SELECT * FROM KEYS", **fields})
+
+
+def _key_text(warehouse: Warehouse, case: Case) -> str:
+    _table(warehouse, case)
+    state = WarehouseState(warehouse, "SEGSYNC")
+    sync = _sync(USERS)
+    rows = [row for batch in warehouse.stream(state.keyed(sync, state.model_columns(sync.model), sync.model), 10)
+            for row in batch.rows]  # fmt: skip
+    assert len(rows) == 1 and rows[0][1] == 1
+    return rows[0][0]
+
+
+@pytest.mark.parametrize("case", DUCKDB_CASES, ids=lambda c: c.id)
+def test_duckdb_writes_each_key_type_as_its_canonical_text(duckdb_warehouse, case):
+    # Given a key of this type, When the warehouse writes its text, Then it is the canonical one
+    assert _key_text(duckdb_warehouse, case) == case.text
+
+
+@pytest.mark.parametrize("case", SNOWFLAKE_CASES, ids=lambda c: c.id)
+def test_snowflake_writes_each_key_type_as_its_canonical_text(snowflake_warehouse, case):
+    # Given a key of this type, When the warehouse writes its text, Then it is the canonical one
+    assert _key_text(snowflake_warehouse, case) == case.text
+
+
+class Pipeline:
+    """The planner, a sender posting to a loopback endpoint, and finalize, over moto and one warehouse."""
+
+    def __init__(self, stack, warehouse: Warehouse, capture: CaptureServer) -> None:
+        self.stack = stack
+        self.runs = RunStore(stack.table(os.environ["RUNS_TABLE"]))
+        self.lifecycle = RunLifecycle(
+            self.runs, Planner(self.runs, ChunkQueue(stack.client("sqs"), stack.queue_url)), 600
+        )
+        self.sender = Sender(self.runs)
+        self.warehouse = warehouse
+        self.state = WarehouseState(warehouse, "SEGSYNC")
+        self.destination = SegmentConnection.model_validate(
+            {"type": "segment", "endpoint": capture.url, "write_key": {"env": "SEGMENT_WRITE_KEY"}}
+        )
+
+    def run(self, sync) -> dict[str, Any]:
+        """One whole run: plan, deliver every chunk, finalize; the run item as it ends."""
+        planned = self.lifecycle.start(sync, self.destination, self.warehouse, self.state, trigger="test")
+        sqs = self.stack.client("sqs")
+        while messages := sqs.receive_message(QueueUrl=self.stack.queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for message in messages:
+                assert decode(message["Body"]).rows[0][0] is not None
+                self.sender.process(message["Body"], deadline=float("inf"))
+                sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self.lifecycle.finalize(sync, self.state)
+        return self.runs.run(sync.name, planned.run_id)
+
+    def state_keys(self, sync) -> list[str]:
+        return [row[0] for row in self.warehouse.query(
+            f"SELECT ROW_KEY FROM SEGSYNC.SYNC_STATE WHERE SYNC = '{sync.name}'"
+        )]  # fmt: skip
+
+    def due(self, sync) -> int:
+        """How many rows the next run would send (its diff, without sending)."""
+        diff = self.state.prepare(sync, destination_id(self.destination), self.state.model_columns(sync.model),
+                                  full_resync=False)  # fmt: skip
+        self.state.drop_run(sync.name)
+        return diff.new + diff.changed
+
+
+def _round_trip(stack, warehouse: Warehouse, case: Case, capture: CaptureServer, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    _table(warehouse, case)
+    pipeline = Pipeline(stack, warehouse, capture)
+    users, events = _sync(USERS), _sync(EVENTS)
+
+    # When a User sync delivers the row, Then Segment gets the key text as userId, and state keeps it
+    run = pipeline.run(users)
+    [message] = read_captured(capture.out_path)
+    assert (run["status"], run["sent"], message["userId"]) == ("committed", 1, case.text)
+    assert pipeline.state_keys(users) == [case.text] and pipeline.due(users) == 0
+
+    # When a Track sync's sender rejects the row (no user), Then it is rejected under the key text,
+    # left out of state, and due again next run
+    run = pipeline.run(events)
+    rejected = pipeline.state.rejected(events.name)
+    assert (run["status"], run["rejected_sender"], run["committed"]) == ("committed", 1, 0)
+    assert [(r["row_key"], r["field"]) for r in rejected] == [(case.text, "userId")]
+    assert pipeline.state_keys(events) == [] and pipeline.due(events) == 1
+
+
+@pytest.mark.parametrize("case", DUCKDB_CASES, ids=lambda c: c.id)
+def test_duckdb_keys_of_every_type_are_one_text_from_planner_to_finalize(
+    stack, duckdb_warehouse, case, capture, monkeypatch
+):
+    _round_trip(stack, duckdb_warehouse, case, capture, monkeypatch)
+
+
+@pytest.mark.parametrize("case", SNOWFLAKE_CASES, ids=lambda c: c.id)
+def test_snowflake_keys_of_every_type_are_one_text_from_planner_to_finalize(
+    stack, snowflake_warehouse, case, capture, monkeypatch
+):
+    _round_trip(stack, snowflake_warehouse, case, capture, monkeypatch)
