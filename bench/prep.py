@@ -27,12 +27,15 @@ def chunks_path(workdir: Path) -> Path:
 
 
 def build_chunks(warehouse: Path, out: Path) -> dict[str, Any]:
-    """The model's rows as the planner ships them: ``dump_row`` → ``Chunker`` bodies, one per line.
+    """The model's rows as the planner ships them on a first run: the warehouse's key texts and row
+    hashes, the planner's messageIds, ``dump_row`` → ``Chunker`` bodies, one per line.
 
     The sender scenario decodes these with ``segsync.chunks.decode``, so its rows hold exactly the
     JSON-native values a real chunk carries (decimals as numbers, timestamps as ISO strings).
     """
     from segsync.chunks import Chunker, dump_row, header
+    from segsync.mapping import row_message_id
+    from segsync.state import WarehouseState
     from segsync.warehouse import connect
 
     bench = project(warehouse, "http://127.0.0.1:9")
@@ -40,23 +43,23 @@ def build_chunks(warehouse: Path, out: Path) -> dict[str, Any]:
     destination = bench.connections["segment"]
     rows = chunks = body_bytes = compressed = 0
     with connect(bench.connections["warehouse"]) as source, out.open("w") as sink:
-        batches = source.stream(MODEL, FETCH_ROWS)
-        first = next(batches)
+        state = WarehouseState(source, "SEGSYNC")
+        columns = state.model_columns(MODEL)
         chunker = Chunker(
             run_id="bench",
             header=header(
                 sync.model_dump(mode="json", by_alias=True, exclude_none=True),
                 destination.model_dump(mode="json", exclude_none=True),
-                first.columns,
+                [c.name for c in columns],
             ),
             max_rows=CHUNK_ROWS,
             max_body_bytes=CHUNK_BYTES,
         )
 
         def encoded() -> Any:
-            for batch in (first, *batches):
-                for row in batch.rows:
-                    yield dump_row(row)
+            for batch in source.stream(state.keyed(sync, columns, MODEL), FETCH_ROWS):
+                for key, _, row_hash, *values in batch.rows:
+                    yield dump_row([key, row_message_id(sync, key, None, row_hash, None), *values])
 
         for _, count, body in chunker.chunks(encoded()):
             sink.write(body + "\n")

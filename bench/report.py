@@ -40,6 +40,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             planner["rss_ratio_1m_vs_100k"] <= 1.3,
         ),
         (
+            f"diff of {results['diff']['rows']:,} rows vs 0.1's (key texts, unambiguous hash)",
+            "<= 1.1x",
+            results["diff"]["time_ratio_vs_0_1"],
+            f"{results['diff']['time_ratio_vs_0_1']:.2f}x "
+            f"({results['diff']['current_s']:.2f} / {results['diff']['legacy_s']:.2f} s)",
+            results["diff"]["time_ratio_vs_0_1"] <= 1.1,
+        ),
+        (
             "incremental run: messages sent = rows changed",
             "equal",
             incremental["sent"],

@@ -293,6 +293,15 @@ def planner_scenario(run: Runner, moto: Service, scale: Scale) -> dict[str, Any]
     }
 
 
+def diff_scenario(run: Runner, scale: Scale) -> dict[str, Any]:
+    """The warehouse diff of the large model: today's statement against 0.1's, in one process, in turns."""
+    copy = run.workdir / "diff.duckdb"
+    shutil.copyfile(warehouse_path(run.workdir, scale.planner_large), copy)
+    result = run.run("diff", str(copy), label=f"diff: {scale.planner_large:,} users, today's vs 0.1's")
+    copy.unlink()
+    return result
+
+
 def pipeline_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[str, Any], dict[str, Any]]:
     """Scenarios 3 and 4: a full local run, then 1% of users changed and a second run."""
     warehouse = run.workdir / "pipeline.duckdb"
@@ -455,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         services.append(moto)
         planner = planner_scenario(runner, moto, scale)
         moto.close()
+        diff = diff_scenario(runner, scale)
         end_to_end, incremental = pipeline_scenario(runner, endpoint, scale)
         costs = cost_scenario(sender, planner, end_to_end)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
@@ -478,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "sender": sender,
         "official": official,
         "planner": planner,
+        "diff": diff,
         "incremental": incremental,
         "end_to_end": end_to_end,
         "cost": costs,

@@ -42,7 +42,10 @@ def chunks(path: Path, limit: int | None) -> Iterator[Any]:
 
 
 def run_segsync(path: Path, endpoint: str, limit: int | None) -> dict[str, Any]:
-    """segsync's real path: ``Mapper(sync, columns).map(row)`` → ``pack`` → ``SegmentClient.send``."""
+    """segsync's real path: ``Mapper(sync, columns).map(row)`` → ``pack`` → ``SegmentClient.send``.
+
+    The rows carry the key text and messageId the planner wrote, as every chunk does.
+    """
     from segsync.config import parse_sync
     from segsync.mapping import Mapped, Mapper
     from segsync.segment import ENVELOPE_BYTES, SegmentClient, pack
@@ -114,6 +117,8 @@ def run_official(
     """
     from segment.analytics import Client
 
+    from segsync.chunks import VALUES_AT
+
     logging.getLogger("segment").setLevel(logging.ERROR)  # "queue is full" would be logged per message
     failures: list[int] = []
     client = Client(
@@ -137,8 +142,9 @@ def run_official(
         decode_cpu += time.thread_time() - before
         if chunk is None:
             break
-        key = chunk.columns.index(KEY_COLUMN)
-        positions = [(trait, chunk.columns.index(column)) for trait, column in TRAITS.items()]
+        # Chunk rows start with the key text and the messageId (segsync.chunks); the library gets the values.
+        key = VALUES_AT + chunk.columns.index(KEY_COLUMN)
+        positions = [(trait, VALUES_AT + chunk.columns.index(column)) for trait, column in TRAITS.items()]
         for row in chunk.rows:
             traits = {trait: value for trait, position in positions if (value := row[position]) is not None}
             while not client.identify(user_id=row[key], traits=traits)[0]:
