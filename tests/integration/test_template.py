@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
-DEPS_REQUIREMENTS = ROOT / "layers" / "deps" / "requirements.txt"
 LOCAL_ENV = ROOT / "events" / "local-env.json"
 # aws-sam-translator pins an older pydantic than segsync, so it lives in the SAM CLI's virtualenv.
 SAM_VENV_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
@@ -366,17 +364,6 @@ def test_layers_are_built_by_sam_for_the_functions_runtime_and_architecture(sour
         assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
         assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
         assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-
-
-def test_dependency_layer_ships_exactly_the_runtime_pins(resources):
-    # Given the project's runtime dependencies and the layer's requirements
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    lines = (line.strip() for line in DEPS_REQUIREMENTS.read_text().splitlines())
-    layer = [line for line in lines if line and not line.startswith("#")]
-
-    # When / Then they are the same pins, and nothing local-only (duckdb, moto, ...) rides along
-    assert sorted(layer) == sorted(project)
-    assert not [line for line in layer if re.match(r"(duckdb|pyarrow|moto|fakesnow|pytest)\b", line)]
 
 
 # ---------------------------------------------------------------------------------------- lint
