@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from moto import mock_aws
 
@@ -14,6 +17,11 @@ from segsync.local.capture import CaptureServer
 from segsync.local.driver import load_handler
 from segsync.local.stack import LocalStack, create_resources
 from segsync.store import SyncStore
+
+from ..conftest import EVENTS
+
+SAMPLE_RUN = "20261129T000000Z-sample"
+"""The run of the sample chunk in events/sender-sqs.json."""
 
 
 @pytest.fixture
@@ -45,3 +53,23 @@ def planner_handler():
 @pytest.fixture(scope="session")
 def sender_handler():
     return load_handler("sender")
+
+
+@pytest.fixture
+def sqs_event_factory(capture, monkeypatch):
+    """The sample SQS event from events/, pointed at the capture endpoint; tweak its chunk as needed."""
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    sample = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())
+
+    def make(*, endpoint: str | None = None, rows: Any = None, copies: int = 1) -> dict[str, Any]:
+        event = copy.deepcopy(sample)
+        record = event["Records"][0]
+        chunk = orjson.loads(record["body"])
+        chunk["dest"]["endpoint"] = endpoint or capture.url
+        if rows is not None:
+            chunk["rows"] = rows
+        record["body"] = orjson.dumps(chunk).decode()
+        event["Records"] = [{**record, "messageId": f"{record['messageId']}-{i}"} for i in range(copies)]
+        return event
+
+    return make

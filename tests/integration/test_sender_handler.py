@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import os
-from typing import Any
 
 import orjson
 import pytest
@@ -15,32 +13,11 @@ from segsync.local.driver import LambdaContext
 from segsync.store import RunStore
 
 from ..conftest import EVENTS
-
-SAMPLE_RUN = "20261129T000000Z-sample"
+from .conftest import SAMPLE_RUN
 
 
 def _context() -> LambdaContext:
     return LambdaContext("segsync-sender", timeout_s=120)
-
-
-@pytest.fixture
-def sqs_event_factory(capture, monkeypatch):
-    """The sample SQS event from events/, pointed at the capture endpoint; tweak its chunk as needed."""
-    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
-    sample = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())
-
-    def make(*, endpoint: str | None = None, rows: Any = None, copies: int = 1) -> dict[str, Any]:
-        event = copy.deepcopy(sample)
-        record = event["Records"][0]
-        chunk = orjson.loads(record["body"])
-        chunk["dest"]["endpoint"] = endpoint or capture.url
-        if rows is not None:
-            chunk["rows"] = rows
-        record["body"] = orjson.dumps(chunk).decode()
-        event["Records"] = [{**record, "messageId": f"{record['messageId']}-{i}"} for i in range(copies)]
-        return event
-
-    return make
 
 
 @pytest.fixture
