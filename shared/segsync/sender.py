@@ -10,6 +10,7 @@ from functools import partial
 
 from segsync.chunks import Chunk, decode
 from segsync.config import SegmentConnection, parse_sync
+from segsync.endpoints import SenderPolicy
 from segsync.errors import SegsyncError
 from segsync.mapping import Mapped, Mapper
 from segsync.observability import logger
@@ -95,12 +96,14 @@ class Sender:
         self,
         runs: RunStore,
         *,
+        policy: SenderPolicy | None = None,
         concurrency: int = 1,
         events_per_second_cap: int | None = None,
         read_timeout_s: float | None = None,
         client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient] | None = None,
     ) -> None:
         self._runs = runs
+        self._policy = policy or SenderPolicy.of()
         self._concurrency = max(1, concurrency)
         self._cap = events_per_second_cap
         self._client_factory = client_factory or partial(default_client, read_timeout_s=read_timeout_s)
@@ -129,7 +132,8 @@ class Sender:
 
     def _send(self, chunk: Chunk, deadline: float) -> ChunkOutcome:
         sync = parse_sync(chunk.sync)
-        destination = SegmentConnection.model_validate(chunk.destination)
+        # Before any secret is read: a chunk is input, the deployment decides where a key may go.
+        destination = self._policy.destination(chunk.destination)
         messages, rejections = self._map(chunk, Mapper(sync, chunk.columns))
         client, limiter = self._client(destination)
         keys = {id(m.body): m.key for m in messages}

@@ -101,8 +101,8 @@ def everything(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     real_stack = segsync.local.run.local_stack
 
     @contextmanager
-    def snapshotting_stack() -> Iterator[Any]:
-        with real_stack() as stack:
+    def snapshotting_stack(*args: Any) -> Iterator[Any]:
+        with real_stack(*args) as stack:
             yield stack
             left["stack"].append(_dump_stack(stack))
 

@@ -38,6 +38,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
 def pushed_project(stack: LocalStack, project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch):
     """The small demo project in the syncs table, its destination pointed at the capture endpoint."""
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    monkeypatch.setenv("SEGMENT_ALLOWED_ENDPOINTS", capture.url)
     project = load_project(project_file)
     segment = project.connections["segment"].model_copy(update={"endpoint": capture.url})
     project = project.model_copy(update={"connections": {**project.connections, "segment": segment}})
@@ -57,15 +58,22 @@ def sender_handler():
 
 @pytest.fixture
 def sqs_event_factory(capture, monkeypatch):
-    """The sample SQS event from events/, pointed at the capture endpoint; tweak its chunk as needed."""
+    """The sample SQS event from events/, pointed at the capture endpoint (or ``endpoint``), which the sender is
+    allowed to post to; tweak its chunk as needed."""
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
     sample = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())
 
-    def make(*, endpoint: str | None = None, rows: Any = None, copies: int = 1) -> dict[str, Any]:
+    def make(
+        *, endpoint: str | None = None, rows: Any = None, copies: int = 1, forged: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         event = copy.deepcopy(sample)
         record = event["Records"][0]
         chunk = orjson.loads(record["body"])
         chunk["dest"]["endpoint"] = endpoint or capture.url
+        # The sender may post there, as the stack's SegmentAllowedEndpoints would let it...
+        monkeypatch.setenv("SEGMENT_ALLOWED_ENDPOINTS", chunk["dest"]["endpoint"])
+        # ...unless the test forges the destination afterwards, as someone who may send to the queue could.
+        chunk["dest"].update(forged or {})
         if rows is not None:
             chunk["rows"] = rows
         record["body"] = orjson.dumps(chunk).decode()

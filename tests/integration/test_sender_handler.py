@@ -119,6 +119,78 @@ def test_one_message_segment_refuses_is_rejected_and_the_rest_delivered(
     assert (run["status"], run["sent"], run["rejected_sender"]) == ("delivered", 2, 1)
 
 
+AWS_SECRET_CANARY = "aws-secret-canary-7f3e9b1c"
+
+
+@pytest.mark.parametrize(
+    ("elsewhere_too", "write_key", "reason"),
+    [
+        (True, {"env": "AWS_SECRET_ACCESS_KEY"}, "must start with SEGMENT_ (e.g. SEGMENT_WRITE_KEY), not AWS_SECRET"),
+        (True, {"secret": "segsync/warehouse/snowflake"}, "destination refused: the sender may not post to"),
+        (False, {"secret": "segsync/warehouse/snowflake"}, "is not under the sender's prefix 'segsync/segment/'"),
+    ],
+    ids=["own-aws-key-elsewhere", "warehouse-secret-elsewhere", "warehouse-secret-to-segment"],
+)
+def test_a_forged_chunk_sends_nothing_anywhere_and_says_why_on_the_run(
+    tmp_path,
+    stack,
+    sample_run,
+    capture,
+    sqs_event_factory,
+    sender_handler,
+    monkeypatch,
+    caplog,
+    capfd,
+    elsewhere_too,
+    write_key,
+    reason,
+):
+    # Given a chunk forged to post the sender's own AWS secret key, or a warehouse secret, to a listening
+    # host of the forger's choosing (or to the allowed endpoint)
+    from segsync.local.capture import CaptureServer
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET_CANARY)
+    stack.client("secretsmanager").create_secret(Name="segsync/warehouse/snowflake", SecretString=AWS_SECRET_CANARY)
+    with CaptureServer(tmp_path / "elsewhere.ndjson") as elsewhere:
+        forged = {"write_key": write_key, **({"endpoint": elsewhere.url} if elsewhere_too else {})}
+        event = sqs_event_factory(forged=forged)
+
+        # When the sender handles it
+        response = sender_handler(event, _context())
+
+        # Then nothing was sent anywhere, the record is reported failed (it goes to the DLQ, alarmed),
+        # the run says why, and the secret appears in no log line
+        assert (elsewhere.requests, capture.requests) == (0, 0)
+    assert response["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    run = sample_run.run("demo-users", SAMPLE_RUN)
+    assert (run["status"], run["sent"]) == ("sending", 0)
+    assert reason in run["last_error"]
+    assert reason in sample_run.chunk_failure(SAMPLE_RUN, 1)["last_error"]
+    out, err = capfd.readouterr()
+    logged = out + err + "\n".join(repr(vars(r)) + r.getMessage() for r in caplog.records)
+    assert AWS_SECRET_CANARY not in logged
+
+
+def test_a_chunk_to_an_endpoint_the_stack_does_not_allow_is_refused(
+    tmp_path, stack, sample_run, capture, sqs_event_factory, sender_handler
+):
+    # Given a chunk whose destination is a listening endpoint that SEGMENT_ALLOWED_ENDPOINTS does not name,
+    # its write key a proper one
+    from segsync.local.capture import CaptureServer
+
+    with CaptureServer(tmp_path / "elsewhere.ndjson") as elsewhere:
+        event = sqs_event_factory(forged={"endpoint": elsewhere.url})
+
+        # When the sender handles it
+        response = sender_handler(event, _context())
+        requests, url = elsewhere.requests, elsewhere.url
+
+    # Then nothing reached it, and the run names the endpoint and where the sender may post
+    assert requests == 0 and len(response["batchItemFailures"]) == 1
+    error = sample_run.run("demo-users", SAMPLE_RUN)["last_error"]
+    assert f"the sender may not post to {url}" in error and capture.url in error
+
+
 def test_the_sample_chunk_is_a_valid_chunk():
     # Given the committed sample event, When its body is decoded, Then it is a chunk of the demo-users sync
     body = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())["Records"][0]["body"]

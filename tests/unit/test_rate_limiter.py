@@ -99,7 +99,12 @@ def test_a_429_during_recovery_restarts_the_wait(fake):
 def test_each_sender_gets_its_share_of_the_destination_rate():
     # Given a destination paced at 1,000 events/s and 4 concurrent senders, one capped install-wide at 400
     destination = SegmentConnection.model_validate(
-        {"type": "segment", "write_key": {"env": "K"}, "endpoint": "http://127.0.0.1:1", "events_per_second": 1_000}
+        {
+            "type": "segment",
+            "write_key": {"env": "SEGMENT_K"},
+            "endpoint": "http://127.0.0.1:1",
+            "events_per_second": 1_000,
+        }
     )
 
     def factory(_destination, _on_throttle):
