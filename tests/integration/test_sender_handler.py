@@ -191,6 +191,32 @@ def test_a_chunk_to_an_endpoint_the_stack_does_not_allow_is_refused(
     assert f"the sender may not post to {url}" in error and capture.url in error
 
 
+def test_a_rotated_write_key_is_read_again_from_secrets_manager_on_401(
+    tmp_path, stack, sample_run, sqs_event_factory, sender_handler
+):
+    # Given a write key in Secrets Manager that the sender has cached, then rotated, and Segment refusing
+    # the old key once
+    from aws_lambda_powertools.utilities import parameters
+
+    from segsync.local.capture import CaptureServer
+
+    secrets = stack.client("secretsmanager")
+    secrets.create_secret(Name="segsync/segment/demo", SecretString="old-write-key")
+    assert parameters.get_secret("segsync/segment/demo", max_age=300) == "old-write-key"  # cached, as if warm
+    secrets.put_secret_value(SecretId="segsync/segment/demo", SecretString="new-write-key")
+    with CaptureServer(tmp_path / "rotated.ndjson", faults=FaultPlan(sequence=[401])) as rotated:
+        event = sqs_event_factory(endpoint=rotated.url, forged={"write_key": {"secret": "segsync/segment/demo"}})
+
+        # When the sender handles the chunk
+        response = sender_handler(event, _context())
+        requests = rotated.requests
+
+    # Then the 401 made it read the secret past its cache and retry once with the new key: delivered
+    assert response == {"batchItemFailures": []}
+    assert requests == 2
+    assert sample_run.run("demo-users", SAMPLE_RUN)["status"] == "delivered"
+
+
 def test_the_sample_chunk_is_a_valid_chunk():
     # Given the committed sample event, When its body is decoded, Then it is a chunk of the demo-users sync
     body = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())["Records"][0]["body"]
