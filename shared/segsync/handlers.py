@@ -66,7 +66,12 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
     planner = Planner(
         runs,
         ChunkQueue(sqs_client(), settings.queue_url),
-        PlanLimits(chunk_rows=settings.chunk_rows, chunk_bytes=settings.chunk_bytes),
+        PlanLimits(
+            chunk_rows=settings.chunk_rows,
+            chunk_bytes=settings.chunk_bytes,
+            sender_concurrency=settings.sender_max_concurrency,
+            events_per_second_cap=settings.segment_events_per_second,
+        ),
     )
     lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds)
     named = request.syncs or ([request.sync] if request.sync else None)

@@ -37,6 +37,9 @@ class PlannerSettings(_EnvSettings):
     chunk_rows: int = Field(default=1_000, gt=0, le=2_500)
     chunk_bytes: int = Field(default=1_000_000, ge=64_000, le=1_048_576)
     run_lock_seconds: int = Field(default=7_200, ge=60)
+    sender_max_concurrency: int = Field(default=1, gt=0)
+    segment_events_per_second: int | None = Field(default=None, gt=0)
+    """The senders' concurrency and pace cap (the sender's own settings): chunks are cut to fit their pace."""
     aws_lambda_function_name: str | None = None
     """Set by Lambda itself: the tick invokes this function once per due sync."""
     """How long a run may take before the next one may abandon it (and send its rows again)."""
