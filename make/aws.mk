@@ -72,8 +72,12 @@ require-docker:
 		echo "Start Docker and try again, or use 'make run' / 'make test', which call the handlers directly." >&2; \
 		exit 1; }
 
-local-stack: $(STAMP) ## Serve moto and the capture endpoint for invoke-planner/invoke-sender (Ctrl-C stops)
-	$(BIN)/segsync local-stack --project demo/segsync.yml
+# Loopback unless told otherwise: moto has no authentication. Containers (invoke-*) reach the host
+# through Docker's bridge: `make local-stack LOCAL_STACK_HOST=0.0.0.0` for them, on a trusted network.
+LOCAL_STACK_HOST ?= 127.0.0.1
+
+local-stack: $(STAMP) ## Serve moto and the capture endpoint (127.0.0.1; LOCAL_STACK_HOST=0.0.0.0 for Docker)
+	$(BIN)/segsync local-stack --project demo/segsync.yml --host $(LOCAL_STACK_HOST)
 
 invoke-planner: require-docker build ## Run the planner in Docker on events/planner-schedule.json (needs Docker)
 	$(SAM_OFFLINE_ENV) $(SAM) local invoke PlannerFunction --event events/planner-schedule.json \
