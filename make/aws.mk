@@ -20,6 +20,18 @@ SAM_PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 SAM_LOCAL_FLAGS ?= --add-host host.docker.internal:host-gateway --region us-east-1
 SAM_LOCAL_ENV := events/local-env.json
 
+# checkov (the template's security scanner) lives in a virtualenv of its own too: its pins clash with ours.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
+
+$(CHECKOV_STAMP): make/aws.mk
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
 $(SAM_STAMP): make/aws.mk
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
@@ -32,9 +44,10 @@ sam-venv: $(SAM_STAMP) ## Create the SAM CLI's own virtualenv (.venv-sam)
 # (its pydantic pin conflicts with ours), so `make test` needs that virtualenv too.
 test: $(SAM_STAMP)
 
-validate: $(STAMP) $(SAM_STAMP) ## Check the template: cfn-lint, then sam validate --lint
+validate: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## Check the template: cfn-lint, sam validate --lint, checkov (skips: .checkov.yaml)
 	$(BIN)/cfn-lint $(SAM_TEMPLATE)
 	$(SAM_OFFLINE_ENV) $(SAM) validate --lint --template-file $(SAM_TEMPLATE)
+	$(CHECKOV) --file $(SAM_TEMPLATE) --config-file .checkov.yaml
 
 build: $(SAM_STAMP) ## Build functions and layers into .aws-sam/ (needs Python 3.12 on PATH or in pyenv)
 	@if python3.12 --version >/dev/null 2>&1; then \
@@ -59,8 +72,12 @@ require-docker:
 		echo "Start Docker and try again, or use 'make run' / 'make test', which call the handlers directly." >&2; \
 		exit 1; }
 
-local-stack: $(STAMP) ## Serve moto and the capture endpoint for invoke-planner/invoke-sender (Ctrl-C stops)
-	$(BIN)/segsync local-stack --project demo/segsync.yml
+# Loopback unless told otherwise: moto has no authentication. Containers (invoke-*) reach the host
+# through Docker's bridge: `make local-stack LOCAL_STACK_HOST=0.0.0.0` for them, on a trusted network.
+LOCAL_STACK_HOST ?= 127.0.0.1
+
+local-stack: $(STAMP) ## Serve moto and the capture endpoint (127.0.0.1; LOCAL_STACK_HOST=0.0.0.0 for Docker)
+	$(BIN)/segsync local-stack --project demo/segsync.yml --host $(LOCAL_STACK_HOST)
 
 invoke-planner: require-docker build ## Run the planner in Docker on events/planner-schedule.json (needs Docker)
 	$(SAM_OFFLINE_ENV) $(SAM) local invoke PlannerFunction --event events/planner-schedule.json \

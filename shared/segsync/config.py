@@ -28,6 +28,9 @@ from segsync.schedule import parse as parse_schedule
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
+WRITE_KEY_ENV_PREFIX = "SEGMENT_"
+"""An environment variable holding a write key starts with this, so the function's own environment
+(AWS_SECRET_ACCESS_KEY and the rest) can never be named as one (see segsync.endpoints)."""
 
 
 class Model(BaseModel):
@@ -87,6 +90,16 @@ class SegmentConnection(Model):
     endpoint: str | None = None
     write_key: SecretRef
     events_per_second: int = Field(default=1000, gt=0)
+
+    @field_validator("write_key")
+    @classmethod
+    def _write_key_env(cls, value: SecretRef) -> SecretRef:
+        if value.env is not None and not value.env.startswith(WRITE_KEY_ENV_PREFIX):
+            raise ValueError(
+                f"a write key's environment variable must start with {WRITE_KEY_ENV_PREFIX} "
+                f"(e.g. SEGMENT_WRITE_KEY), not {value.env}"
+            )
+        return value
 
     @field_validator("endpoint")
     @classmethod

@@ -19,3 +19,7 @@ class SecretError(SegsyncError):
 
 class DeliveryError(SegsyncError):
     """Segment did not accept a batch after the retries the time budget allowed."""
+
+
+class PolicyError(SegsyncError):
+    """A chunk asks for what the deployment does not allow: an endpoint, or a write key's source."""

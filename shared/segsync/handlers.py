@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection
 from segsync.dispatch import Dispatcher, Invoke
+from segsync.endpoints import SenderPolicy
 from segsync.errors import ConfigError, SegsyncError
 from segsync.lifecycle import RunLifecycle
 from segsync.observability import logger, metrics
@@ -65,7 +66,12 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
     planner = Planner(
         runs,
         ChunkQueue(sqs_client(), settings.queue_url),
-        PlanLimits(chunk_rows=settings.chunk_rows, chunk_bytes=settings.chunk_bytes),
+        PlanLimits(
+            chunk_rows=settings.chunk_rows,
+            chunk_bytes=settings.chunk_bytes,
+            sender_concurrency=settings.sender_max_concurrency,
+            events_per_second_cap=settings.segment_events_per_second,
+        ),
     )
     lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds)
     named = request.syncs or ([request.sync] if request.sync else None)
@@ -136,35 +142,24 @@ def _finalize_one(store: SyncStore, lifecycle: RunLifecycle, name: str) -> dict[
 
 
 @cache
-def sender_for(
-    runs_table: str,
-    concurrency: int,
-    events_per_second: int | None,
-    endpoint: str | None,
-    read_timeout_s: float | None = None,
-) -> Sender:
+def sender_for(settings: SenderSettings, endpoint: str | None) -> Sender:
     """One Sender per warm container: its HTTP connections and rate limiter outlive an invocation.
 
     The AWS endpoint is part of the key so a client never outlives the stack it was made for.
     """
     return Sender(
-        RunStore(dynamodb_table(runs_table)),
-        concurrency=concurrency,
-        events_per_second_cap=events_per_second,
-        read_timeout_s=read_timeout_s,
+        RunStore(dynamodb_table(settings.runs_table)),
+        policy=SenderPolicy.of(settings.segment_allowed_endpoints, settings.segment_secrets_prefix),
+        concurrency=settings.sender_max_concurrency,
+        events_per_second_cap=settings.segment_events_per_second,
+        read_timeout_s=settings.segment_read_timeout_s,
     )
 
 
 def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> ChunkOutcome:
     """Deliver one SQS record's chunk within the invocation's remaining time (less a margin)."""
     deadline = time.monotonic() + remaining_ms / 1000 - DEADLINE_MARGIN_S
-    sender = sender_for(
-        settings.runs_table,
-        settings.sender_max_concurrency,
-        settings.segment_events_per_second,
-        aws_endpoint(),
-        settings.segment_read_timeout_s,
-    )
+    sender = sender_for(settings, aws_endpoint())
     started = time.monotonic()
     try:
         outcome = sender.process(body, deadline)

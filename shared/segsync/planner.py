@@ -14,6 +14,7 @@ from segsync.config import AnySync, SegmentConnection
 from segsync.errors import SegsyncError, WarehouseError
 from segsync.mapping import Mapper, row_message_id
 from segsync.observability import logger
+from segsync.pacing import chunk_rows
 from segsync.queue import ChunkQueue
 from segsync.state import INTERNAL_COLUMNS, DiffCounts, WarehouseState, destination_id
 from segsync.store import Rejection, RunStore
@@ -32,6 +33,9 @@ class PlanLimits:
 
     chunk_rows: int = 1_000
     chunk_bytes: int = 1_000_000
+    sender_concurrency: int = 1
+    events_per_second_cap: int | None = None
+    """The senders' concurrency and the stack's pace cap: a slow destination gets smaller chunks (segsync.pacing)."""
 
 
 @dataclass
@@ -169,7 +173,12 @@ class Planner:
                 destination.model_dump(mode="json", exclude_none=True),
                 [c.name for c in columns],
             ),
-            max_rows=self._limits.chunk_rows,
+            max_rows=chunk_rows(
+                destination.events_per_second,
+                self._limits.events_per_second_cap,
+                self._limits.sender_concurrency,
+                self._limits.chunk_rows,
+            ),
             max_body_bytes=self._limits.chunk_bytes,
         )
 

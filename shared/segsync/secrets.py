@@ -10,8 +10,12 @@ from segsync.errors import SecretError
 SECRET_MAX_AGE_S = 300
 
 
-def resolve(ref: SecretRef, what: str) -> str:
-    """Return the secret's value; ``what`` names it in errors (e.g. "Segment write key")."""
+def resolve(ref: SecretRef, what: str, fresh: bool = False) -> str:
+    """Return the secret's value; ``what`` names it in errors (e.g. "Segment write key").
+
+    ``fresh``: read Secrets Manager again instead of the value cached for SECRET_MAX_AGE_S (after a
+    401 or 403, the secret may have been rotated).
+    """
     if ref.env is not None:
         value = os.environ.get(ref.env)
         if not value:
@@ -21,7 +25,7 @@ def resolve(ref: SecretRef, what: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        value = parameters.get_secret(ref.secret, max_age=SECRET_MAX_AGE_S)
+        value = parameters.get_secret(ref.secret, max_age=SECRET_MAX_AGE_S, force_fetch=fresh)
     except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as exc:
         raise SecretError(f"{what}: cannot read Secrets Manager secret '{ref.secret}' ({type(exc).__name__})") from None
     if not value:

@@ -33,6 +33,8 @@ NOT_RETRYABLE_5XX = frozenset({501, 505})
 # Only these say "something in this batch is wrong" (bisect it); 401/403/404 mean a wrong write key or
 # URL, which no split of the batch can fix: the chunk fails whole and the queue keeps it.
 CONTENT_REJECTED = frozenset({400, 413, 422})
+# A wrong or rotated write key: worth one more try with the key read again, never more.
+AUTH_FAILED = frozenset({401, 403})
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 _BODY_HEAD = b'{"batch":['
@@ -159,6 +161,7 @@ class SegmentClient:
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         on_throttle: Callable[[float], None] | None = None,
+        refresh_key: Callable[[], str] | None = None,
     ) -> None:
         if not write_key:
             raise ValueError("a Segment write key is required")
@@ -167,20 +170,30 @@ class SegmentClient:
         self.read_timeout = read_timeout
         self.gzip_level = gzip_level
         self.max_retries = max_retries
-        self._write_key = write_key
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
         self._on_throttle = on_throttle
+        self._refresh_key = refresh_key
+        self._headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": user_agent()}
+        self._use_key(write_key)
+
+    def _use_key(self, write_key: str) -> None:
+        self._write_key = write_key
         self._token = base64.b64encode(f"{write_key}:".encode()).decode()
-        self._headers = {
-            "Authorization": f"Basic {self._token}",
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-            "User-Agent": user_agent(),
-        }
+        self._headers["Authorization"] = f"Basic {self._token}"
+
+    def _rotated(self) -> bool:
+        """Read the write key again; whether it changed (then the next attempt uses it)."""
+        if self._refresh_key is None:
+            return False
+        key = self._refresh_key()
+        if not key or key == self._write_key:
+            return False
+        self._use_key(key)
+        return True
 
     def __repr__(self) -> str:
         return f"SegmentClient(api_base={self.api_base!r})"
@@ -215,6 +228,7 @@ class SegmentClient:
         url = self.api_base + BATCH_PATH
         attempts = 0
         waited = 0.0
+        refreshed = False
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -238,6 +252,10 @@ class SegmentClient:
                 status = response.status_code
                 if 200 <= status < 300:
                     return SendResult(attempts, attempts - 1, len(body), status, waited)
+                if status in AUTH_FAILED and not refreshed:
+                    refreshed = True
+                    if self._rotated():
+                        continue
                 if not is_retryable(status):
                     if status in CONTENT_REJECTED:
                         raise BatchRejected(status, self._detail(response))

@@ -10,7 +10,8 @@ from functools import partial
 
 from segsync.chunks import Chunk, decode
 from segsync.config import SegmentConnection, parse_sync
-from segsync.errors import SegsyncError
+from segsync.endpoints import SenderPolicy
+from segsync.errors import DeliveryError, SegsyncError
 from segsync.mapping import Mapped, Mapper
 from segsync.observability import logger
 from segsync.secrets import resolve
@@ -47,12 +48,22 @@ class RateLimiter:
         self._changed_at = self._next_free
         self._lock = threading.Lock()
 
-    def acquire(self, events: int) -> None:
-        """Wait until ``events`` more events fit the pace."""
+    def acquire(self, events: int, deadline: float) -> None:
+        """Wait until ``events`` more events fit the pace, unless that wait reaches ``deadline`` (a ``clock()`` value).
+
+        Raises:
+            DeliveryError: the pace (or a 429's Retry-After) holds the batch until the deadline or later;
+                nothing is reserved, and the record goes back to the queue instead of Lambda timing out.
+        """
         with self._lock:
             now = self._clock()
             self._recover(now)
             start = max(now, self._next_free)
+            if start >= deadline:
+                raise DeliveryError(
+                    f"the pace toward Segment ({self.rate:g} events/s) holds the next batch for {start - now:.1f}s, "
+                    f"past this invocation's time budget ({max(deadline - now, 0):.1f}s left)"
+                )
             self._next_free = start + events / self.rate
         if start > now:
             self._sleep(start - now)
@@ -95,12 +106,14 @@ class Sender:
         self,
         runs: RunStore,
         *,
+        policy: SenderPolicy | None = None,
         concurrency: int = 1,
         events_per_second_cap: int | None = None,
         read_timeout_s: float | None = None,
         client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient] | None = None,
     ) -> None:
         self._runs = runs
+        self._policy = policy or SenderPolicy.of()
         self._concurrency = max(1, concurrency)
         self._cap = events_per_second_cap
         self._client_factory = client_factory or partial(default_client, read_timeout_s=read_timeout_s)
@@ -129,13 +142,14 @@ class Sender:
 
     def _send(self, chunk: Chunk, deadline: float) -> ChunkOutcome:
         sync = parse_sync(chunk.sync)
-        destination = SegmentConnection.model_validate(chunk.destination)
+        # Before any secret is read: a chunk is input, the deployment decides where a key may go.
+        destination = self._policy.destination(chunk.destination)
         messages, rejections = self._map(chunk, Mapper(sync, chunk.columns))
         client, limiter = self._client(destination)
         keys = {id(m.body): m.key for m in messages}
         progress = _Progress(rejections)
         for batch in pack(m.body for m in messages):
-            limiter.acquire(len(batch))
+            limiter.acquire(len(batch), deadline)
             self._deliver(client, batch, keys, deadline, progress)
         tally = ChunkTally(
             rows=len(chunk.rows),
@@ -228,5 +242,7 @@ def default_client(
         destination.api_base,
         resolve(destination.write_key, "Segment write key"),
         on_throttle=on_throttle,
+        # On 401/403: read the secret again past the cache (it may have been rotated) and retry once.
+        refresh_key=partial(resolve, destination.write_key, "Segment write key", fresh=True),
         **timeouts,
     )

@@ -7,8 +7,9 @@ from functools import cache
 from typing import Any
 
 import boto3
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from segsync.endpoints import DEFAULT_SECRETS_PREFIX, parse_allowed
 from segsync.errors import ConfigError
 
 
@@ -36,6 +37,9 @@ class PlannerSettings(_EnvSettings):
     chunk_rows: int = Field(default=1_000, gt=0, le=2_500)
     chunk_bytes: int = Field(default=1_000_000, ge=64_000, le=1_048_576)
     run_lock_seconds: int = Field(default=7_200, ge=60)
+    sender_max_concurrency: int = Field(default=1, gt=0)
+    segment_events_per_second: int | None = Field(default=None, gt=0)
+    """The senders' concurrency and pace cap (the sender's own settings): chunks are cut to fit their pace."""
     aws_lambda_function_name: str | None = None
     """Set by Lambda itself: the tick invokes this function once per due sync."""
     """How long a run may take before the next one may abandon it (and send its rows again)."""
@@ -50,6 +54,15 @@ class SenderSettings(_EnvSettings):
     """The install's ceiling for any destination's events/s (Segment's budget is per workspace)."""
     segment_read_timeout_s: float = Field(default=15.0, gt=0, le=300)
     """How long to wait for Segment's answer to a batch before retrying it (a duplicate Segment dedupes)."""
+    segment_allowed_endpoints: tuple[str, ...] = ()
+    """API bases besides Segment's own hosts that chunks may name (comma-separated); empty in AWS by default."""
+    segment_secrets_prefix: str = Field(default=DEFAULT_SECRETS_PREFIX, min_length=1)
+    """The only Secrets Manager names a chunk's write key may come from (the template's SegmentSecretsPrefix)."""
+
+    @field_validator("segment_allowed_endpoints", mode="before")
+    @classmethod
+    def _api_bases(cls, value: Any) -> Any:
+        return parse_allowed(value) if isinstance(value, str) else value
 
 
 @cache

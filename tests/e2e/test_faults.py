@@ -35,7 +35,7 @@ from segsync.cli import main
 from segsync.config import Project, load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.driver import LambdaContext, LocalDriver, load_handler
-from segsync.local.run import SyncSummary, run_local, summarize
+from segsync.local.run import SyncSummary, project_endpoints, run_local, summarize
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, LocalStack, local_stack
 from segsync.mapping import Mapped, Mapper, row_message_id
 from segsync.queue import ChunkQueue
@@ -258,7 +258,7 @@ class Pipeline:
 
 @contextmanager
 def pipeline(project: Project, **driver_options: Any) -> Iterator[Pipeline]:
-    with local_stack() as stack:
+    with local_stack(project_endpoints(project)) as stack:
         SyncStore(stack.table(SYNCS_TABLE)).push(project)
         driver = LocalDriver(
             stack.client("sqs"), stack.queue_url, load_handler("planner"), load_handler("sender"), **driver_options

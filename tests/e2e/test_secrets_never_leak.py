@@ -6,6 +6,8 @@ in every error body. Then stdout and stderr, every log record, the syncs and run
 put on the queue, what reached the endpoint's NDJSON, the warehouse (the model's data and segsync's
 bookkeeping schema) and the CLI's ``--json`` output are searched. The one place a write key belongs,
 the Authorization header of requests to Segment, is checked to carry it (so the test is not vacuous).
+A chunk forged to send the sender's own AWS secret key to a listening host is refused on every
+receive, and that key appears nowhere either.
 """
 
 from __future__ import annotations
@@ -101,8 +103,8 @@ def everything(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     real_stack = segsync.local.run.local_stack
 
     @contextmanager
-    def snapshotting_stack() -> Iterator[Any]:
-        with real_stack() as stack:
+    def snapshotting_stack(*args: Any) -> Iterator[Any]:
+        with real_stack(*args) as stack:
             yield stack
             left["stack"].append(_dump_stack(stack))
 
@@ -332,3 +334,74 @@ def test_snowflake_credentials_never_leak(
     canaries = _canaries(WRITE_KEY, PASSWORD, PASSPHRASE) | {pem_line}
     assert _leaks(places, canaries) == {}
     assert "Incorrect username or password was specified: ***" in summary["sf-broken-login"]["error"]
+
+
+# ---------------------------------------------------------------------------------------- forged chunk
+
+
+def test_a_chunk_forged_to_carry_the_senders_aws_key_elsewhere_sends_nothing_and_leaks_nothing(
+    project_file, small_warehouse, hostile_endpoint, monkeypatch, capfd, caplog
+):
+    # Given the sender's own AWS secret key is a canary, a run of demo-users planned on a local stack,
+    # and its chunks replaced by one forged by someone who may send to the queue: destination a host of
+    # theirs that listens, write key the sender's AWS_SECRET_ACCESS_KEY
+    from segsync.chunks import dump_row, encode, header
+    from segsync.config import load_project
+    from segsync.local.driver import LocalDriver, load_handler
+    from segsync.local.run import project_endpoints
+    from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
+    from segsync.store import RunStore, SyncStore
+
+    from ..conftest import point_at
+
+    elsewhere, authorizations = hostile_endpoint
+    aws_key = f"aws_{MARKER}_3b9e0c1d7a2f4e68"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_key)  # moto takes any credentials
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", WRITE_KEY)
+    caplog.set_level(logging.DEBUG)
+    with CaptureServer(project_file.parent / "allowed.ndjson") as allowed:
+        project = load_project(point_at(project_file, allowed.url))
+        with local_stack(project_endpoints(project)) as stack:
+            SyncStore(stack.table(SYNCS_TABLE)).push(project)
+            sqs = stack.client("sqs")
+            driver = LocalDriver(sqs, stack.queue_url, load_handler("planner"), load_handler("sender"), retry_delay_s=0)
+            [run] = driver.plan({"syncs": ["demo-users"], "trigger": "test"})["runs"]
+            planned = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10)["Messages"]
+            for message in planned:
+                sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            real = decode(planned[0]["Body"])
+            forged_destination = {
+                **real.destination,
+                "endpoint": elsewhere.url,
+                "write_key": {"env": "AWS_SECRET_ACCESS_KEY"},
+            }
+            forged = encode(
+                real.run_id,
+                real.number,
+                header(real.sync, forged_destination, real.columns),
+                [dump_row(r) for r in real.rows],
+            )
+            sqs.send_message(QueueUrl=stack.queue_url, MessageBody=forged)
+
+            # When the sender gets it, as often as the queue hands it over
+            stats = driver.drain(idle_timeout_s=1)
+            parked = sqs.get_queue_attributes(
+                QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+            left = _dump_stack(stack)
+            error = RunStore(stack.table(RUNS_TABLE)).run("demo-users", run["run_id"])["last_error"]
+        out, err = capfd.readouterr()
+
+    # Then it was refused on each of its 5 receives and parked in the DLQ; nothing reached either endpoint;
+    # the run says why; and the AWS key is in no output, log line, table or queue
+    assert (stats.records, stats.failed_records, parked) == (5, 5, "1")
+    assert authorizations == [] and allowed.requests == 0
+    assert "must start with SEGMENT_ (e.g. SEGMENT_WRITE_KEY), not AWS_SECRET_ACCESS_KEY" in error
+    places = {
+        "stdout": out,
+        "stderr": err,
+        "log records": "\n".join(repr(vars(record)) + record.getMessage() for record in caplog.records),
+        "tables and queues (the DLQ included)": left,
+    }
+    assert "AWS_SECRET_ACCESS_KEY" in left  # the forged chunk, parked in the DLQ: only the variable's name
+    assert _leaks(places, _canaries(aws_key, WRITE_KEY)) == {}

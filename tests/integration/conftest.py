@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from moto import mock_aws
 
@@ -14,6 +17,11 @@ from segsync.local.capture import CaptureServer
 from segsync.local.driver import load_handler
 from segsync.local.stack import LocalStack, create_resources
 from segsync.store import SyncStore
+
+from ..conftest import EVENTS
+
+SAMPLE_RUN = "20261129T000000Z-sample"
+"""The run of the sample chunk in events/sender-sqs.json."""
 
 
 @pytest.fixture
@@ -30,6 +38,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
 def pushed_project(stack: LocalStack, project_file: Path, capture: CaptureServer, monkeypatch: pytest.MonkeyPatch):
     """The small demo project in the syncs table, its destination pointed at the capture endpoint."""
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    monkeypatch.setenv("SEGMENT_ALLOWED_ENDPOINTS", capture.url)
     project = load_project(project_file)
     segment = project.connections["segment"].model_copy(update={"endpoint": capture.url})
     project = project.model_copy(update={"connections": {**project.connections, "segment": segment}})
@@ -45,3 +54,30 @@ def planner_handler():
 @pytest.fixture(scope="session")
 def sender_handler():
     return load_handler("sender")
+
+
+@pytest.fixture
+def sqs_event_factory(capture, monkeypatch):
+    """The sample SQS event from events/, pointed at the capture endpoint (or ``endpoint``), which the sender is
+    allowed to post to; tweak its chunk as needed."""
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
+    sample = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())
+
+    def make(
+        *, endpoint: str | None = None, rows: Any = None, copies: int = 1, forged: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        event = copy.deepcopy(sample)
+        record = event["Records"][0]
+        chunk = orjson.loads(record["body"])
+        chunk["dest"]["endpoint"] = endpoint or capture.url
+        # The sender may post there, as the stack's SegmentAllowedEndpoints would let it...
+        monkeypatch.setenv("SEGMENT_ALLOWED_ENDPOINTS", chunk["dest"]["endpoint"])
+        # ...unless the test forges the destination afterwards, as someone who may send to the queue could.
+        chunk["dest"].update(forged or {})
+        if rows is not None:
+            chunk["rows"] = rows
+        record["body"] = orjson.dumps(chunk).decode()
+        event["Records"] = [{**record, "messageId": f"{record['messageId']}-{i}"} for i in range(copies)]
+        return event
+
+    return make

@@ -32,7 +32,7 @@ def test_local_env_file_is_what_local_stack_serves_on_the_default_ports(tmp_path
         queue_path = served.container_env["PlannerFunction"]["QUEUE_URL"].split(str(served.moto_port), 1)[1]
 
     # When we compute what the defaults (port 5000, host.docker.internal) give the functions
-    expected = container_env("host.docker.internal", 5000, queue_path)
+    expected = container_env("host.docker.internal", 5000, queue_path, 8765)
 
     # Then events/local-env.json says exactly that
     assert json.loads((EVENTS / "local-env.json").read_text()) == expected
@@ -134,6 +134,26 @@ def test_a_port_in_use_is_a_clear_error_not_a_hang(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err and "pick another --port" in err
+
+
+def test_local_stack_listens_on_loopback_unless_told_otherwise_and_then_warns(capsys):
+    # Given the command's parser and its warning
+    from segsync.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+
+    # When no --host is given, and when every interface is asked for
+    args = parser.parse_args(["local-stack"])
+    serve.warn_if_exposed("127.0.0.1")
+    quiet = capsys.readouterr().err
+    serve.warn_if_exposed("0.0.0.0")
+    warned = capsys.readouterr().err
+
+    # Then it listens on 127.0.0.1, and only 0.0.0.0 brings a warning that moto has no authentication
+    assert args.host == "127.0.0.1"
+    assert quiet == ""
+    assert warned.startswith("warning: listening on every interface (0.0.0.0)") and "no authentication" in warned
 
 
 @pytest.mark.parametrize("flag", ["--host", "--port", "--capture-port"])

@@ -182,6 +182,56 @@ def test_a_wrong_write_key_or_url_fails_the_whole_batch_without_bisecting(tmp_pa
         assert fake_time.sleeps == []
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_rotated_write_key_is_read_again_once_and_the_batch_retried_with_it(tmp_path, fake_time, status):
+    # Given Segment refuses the old key once, and the secret now holds a new one
+    sent: list[str] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda response, **_: sent.append(response.request.headers["Authorization"]))
+    reads: list[str] = []
+
+    def read_again() -> str:
+        reads.append("new-write-key")
+        return "new-write-key"
+
+    with CaptureServer(tmp_path / "c.ndjson", faults=FaultPlan(sequence=[status])) as capture:
+        client = client_for(capture, fake_time, session=session, refresh_key=read_again)
+
+        # When a batch is sent
+        result = client.send(MESSAGES, deadline=FAR)
+
+    # Then the key was read again once, and the retry (at once, no backoff) used it and was delivered
+    assert reads == ["new-write-key"] and result.attempts == 2 and fake_time.sleeps == []
+    new = "Basic " + base64.b64encode(b"new-write-key:").decode()
+    assert sent[0] != new and sent[1] == new
+    session.close()
+
+
+def test_a_key_refused_again_after_reading_it_again_fails_the_batch(tmp_path, fake_time):
+    # Given Segment refuses every key, and reading the key again gives a new one each time
+    keys = iter(["second-key", "third-key"])
+    with CaptureServer(tmp_path / "c.ndjson", faults=FaultPlan(sequence=[401, 401, 401])) as capture:
+        client = client_for(capture, fake_time, refresh_key=lambda: next(keys))
+
+        # When a batch is sent
+        with pytest.raises(DeliveryError, match="HTTP 401 after 2 attempt"):
+            client.send(MESSAGES, deadline=FAR)
+
+        # Then it was retried once with the key read again, never more
+        assert capture.requests == 2
+
+
+def test_an_unchanged_key_is_not_retried(tmp_path, fake_time):
+    # Given Segment refuses the key, and the secret still holds the same one
+    with CaptureServer(tmp_path / "c.ndjson", faults=FaultPlan(sequence=[403])) as capture:
+        client = client_for(capture, fake_time, refresh_key=lambda: WRITE_KEY)
+
+        # When / Then the batch fails after one request
+        with pytest.raises(DeliveryError, match="HTTP 403 after 1 attempt"):
+            client.send(MESSAGES, deadline=FAR)
+        assert capture.requests == 1
+
+
 @pytest.mark.parametrize("status", [400, 413, 422])
 def test_content_4xx_give_up_at_once_with_batch_rejected(tmp_path, fake_time, status):
     # Given Segment refuses the batch with a 4xx that a retry cannot fix

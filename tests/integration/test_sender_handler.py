@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import os
-from typing import Any
 
 import orjson
 import pytest
@@ -15,32 +13,11 @@ from segsync.local.driver import LambdaContext
 from segsync.store import RunStore
 
 from ..conftest import EVENTS
-
-SAMPLE_RUN = "20261129T000000Z-sample"
+from .conftest import SAMPLE_RUN
 
 
 def _context() -> LambdaContext:
     return LambdaContext("segsync-sender", timeout_s=120)
-
-
-@pytest.fixture
-def sqs_event_factory(capture, monkeypatch):
-    """The sample SQS event from events/, pointed at the capture endpoint; tweak its chunk as needed."""
-    monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
-    sample = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())
-
-    def make(*, endpoint: str | None = None, rows: Any = None, copies: int = 1) -> dict[str, Any]:
-        event = copy.deepcopy(sample)
-        record = event["Records"][0]
-        chunk = orjson.loads(record["body"])
-        chunk["dest"]["endpoint"] = endpoint or capture.url
-        if rows is not None:
-            chunk["rows"] = rows
-        record["body"] = orjson.dumps(chunk).decode()
-        event["Records"] = [{**record, "messageId": f"{record['messageId']}-{i}"} for i in range(copies)]
-        return event
-
-    return make
 
 
 @pytest.fixture
@@ -140,6 +117,104 @@ def test_one_message_segment_refuses_is_rejected_and_the_rest_delivered(
     assert [(r["row_key"], r["field"]) for r in rejections] == [("user_000002", "message")]
     run = sample_run.run("demo-users", SAMPLE_RUN)
     assert (run["status"], run["sent"], run["rejected_sender"]) == ("delivered", 2, 1)
+
+
+AWS_SECRET_CANARY = "aws-secret-canary-7f3e9b1c"
+
+
+@pytest.mark.parametrize(
+    ("elsewhere_too", "write_key", "reason"),
+    [
+        (True, {"env": "AWS_SECRET_ACCESS_KEY"}, "must start with SEGMENT_ (e.g. SEGMENT_WRITE_KEY), not AWS_SECRET"),
+        (True, {"secret": "segsync/warehouse/snowflake"}, "destination refused: the sender may not post to"),
+        (False, {"secret": "segsync/warehouse/snowflake"}, "is not under the sender's prefix 'segsync/segment/'"),
+    ],
+    ids=["own-aws-key-elsewhere", "warehouse-secret-elsewhere", "warehouse-secret-to-segment"],
+)
+def test_a_forged_chunk_sends_nothing_anywhere_and_says_why_on_the_run(
+    tmp_path,
+    stack,
+    sample_run,
+    capture,
+    sqs_event_factory,
+    sender_handler,
+    monkeypatch,
+    caplog,
+    capfd,
+    elsewhere_too,
+    write_key,
+    reason,
+):
+    # Given a chunk forged to post the sender's own AWS secret key, or a warehouse secret, to a listening
+    # host of the forger's choosing (or to the allowed endpoint)
+    from segsync.local.capture import CaptureServer
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET_CANARY)
+    stack.client("secretsmanager").create_secret(Name="segsync/warehouse/snowflake", SecretString=AWS_SECRET_CANARY)
+    with CaptureServer(tmp_path / "elsewhere.ndjson") as elsewhere:
+        forged = {"write_key": write_key, **({"endpoint": elsewhere.url} if elsewhere_too else {})}
+        event = sqs_event_factory(forged=forged)
+
+        # When the sender handles it
+        response = sender_handler(event, _context())
+
+        # Then nothing was sent anywhere, the record is reported failed (it goes to the DLQ, alarmed),
+        # the run says why, and the secret appears in no log line
+        assert (elsewhere.requests, capture.requests) == (0, 0)
+    assert response["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    run = sample_run.run("demo-users", SAMPLE_RUN)
+    assert (run["status"], run["sent"]) == ("sending", 0)
+    assert reason in run["last_error"]
+    assert reason in sample_run.chunk_failure(SAMPLE_RUN, 1)["last_error"]
+    out, err = capfd.readouterr()
+    logged = out + err + "\n".join(repr(vars(r)) + r.getMessage() for r in caplog.records)
+    assert AWS_SECRET_CANARY not in logged
+
+
+def test_a_chunk_to_an_endpoint_the_stack_does_not_allow_is_refused(
+    tmp_path, stack, sample_run, capture, sqs_event_factory, sender_handler
+):
+    # Given a chunk whose destination is a listening endpoint that SEGMENT_ALLOWED_ENDPOINTS does not name,
+    # its write key a proper one
+    from segsync.local.capture import CaptureServer
+
+    with CaptureServer(tmp_path / "elsewhere.ndjson") as elsewhere:
+        event = sqs_event_factory(forged={"endpoint": elsewhere.url})
+
+        # When the sender handles it
+        response = sender_handler(event, _context())
+        requests, url = elsewhere.requests, elsewhere.url
+
+    # Then nothing reached it, and the run names the endpoint and where the sender may post
+    assert requests == 0 and len(response["batchItemFailures"]) == 1
+    error = sample_run.run("demo-users", SAMPLE_RUN)["last_error"]
+    assert f"the sender may not post to {url}" in error and capture.url in error
+
+
+def test_a_rotated_write_key_is_read_again_from_secrets_manager_on_401(
+    tmp_path, stack, sample_run, sqs_event_factory, sender_handler
+):
+    # Given a write key in Secrets Manager that the sender has cached, then rotated, and Segment refusing
+    # the old key once
+    from aws_lambda_powertools.utilities import parameters
+
+    from segsync.local.capture import CaptureServer
+
+    secrets = stack.client("secretsmanager")
+    secrets.create_secret(Name="segsync/segment/demo", SecretString="old-write-key")
+    assert parameters.get_secret("segsync/segment/demo", max_age=300) == "old-write-key"  # cached, as if warm
+    secrets.put_secret_value(SecretId="segsync/segment/demo", SecretString="new-write-key")
+    with CaptureServer(tmp_path / "rotated.ndjson", faults=FaultPlan(sequence=[401])) as rotated:
+        event = sqs_event_factory(endpoint=rotated.url, forged={"write_key": {"secret": "segsync/segment/demo"}})
+
+        # When the sender handles the chunk
+        response = sender_handler(event, _context())
+        requests = rotated.requests
+
+    # Then the 401 made it read the secret past its cache and retry once with the new key: delivered
+    assert response == {"batchItemFailures": []}
+    assert requests == 2
+    assert sample_run.run("demo-users", SAMPLE_RUN)["status"] == "delivered"
 
 
 def test_the_sample_chunk_is_a_valid_chunk():

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
-DEPS_REQUIREMENTS = ROOT / "layers" / "deps" / "requirements.txt"
 LOCAL_ENV = ROOT / "events" / "local-env.json"
 # aws-sam-translator pins an older pydantic than segsync, so it lives in the SAM CLI's virtualenv.
 SAM_VENV_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
@@ -368,17 +366,6 @@ def test_layers_are_built_by_sam_for_the_functions_runtime_and_architecture(sour
         assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
 
 
-def test_dependency_layer_ships_exactly_the_runtime_pins(resources):
-    # Given the project's runtime dependencies and the layer's requirements
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    lines = (line.strip() for line in DEPS_REQUIREMENTS.read_text().splitlines())
-    layer = [line for line in lines if line and not line.startswith("#")]
-
-    # When / Then they are the same pins, and nothing local-only (duckdb, moto, ...) rides along
-    assert sorted(layer) == sorted(project)
-    assert not [line for line in layer if re.match(r"(duckdb|pyarrow|moto|fakesnow|pytest)\b", line)]
-
-
 # ---------------------------------------------------------------------------------------- lint
 
 
@@ -423,9 +410,10 @@ def test_the_fan_out_grant_is_not_a_circular_reference(resources):
     role = json.dumps(resources[_role_of(resources, "PlannerFunction")])
     function = json.dumps(resources["PlannerFunction"])
 
-    # Then the grant is attached from outside: the role never names the function that names the role
+    # Then the grant is attached from outside: the role never refers to the function that refers to it
+    referred = set(re.findall(r'\{"Ref": "(\w+)"\}', role)) | set(re.findall(r'"Fn::GetAtt": \["(\w+)"', role))
     assert policy["RoleName"] == {"Ref": _role_of(resources, "PlannerFunction")}
-    assert "PlannerFunction" not in role.replace("PlannerFunctionRole", "")
+    assert "PlannerFunction" not in referred
     assert "PlannerFanOutPolicy" not in role + function
 
 
@@ -502,15 +490,26 @@ def test_rejected_rate_alarm_divides_rejected_rows_by_rows_planned(templates, re
     assert templates["source"]["Parameters"]["RejectedRateThreshold"]["Default"] == 0.05
 
 
-def test_every_alarm_notifies_the_topic_when_one_is_given(resources):
-    # Given every alarm
+def test_every_alarm_notifies_a_topic_the_stacks_own_unless_one_is_given(templates, resources):
+    # Given every alarm, and the stack's own topic and its email subscription
     alarms = _of_type(resources, "AWS::CloudWatch::Alarm")
+    conditions = templates["translated"]["Conditions"]
 
-    # When / Then each notifies the optional topic on alarm and on recovery
-    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-    assert len(alarms) >= 5
+    # When / Then each notifies, on alarm and on recovery, the given topic or else the stack's own, which
+    # exists exactly when none is given, with the email (if any) subscribed to it
+    notify = [{"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}]
+    assert len(alarms) >= 9
     assert {name: (a["AlarmActions"], a["OKActions"]) for name, a in alarms.items()} == {
         name: (notify, notify) for name in alarms
+    }
+    assert conditions["CreateAlarmTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    assert resources["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "SubscribeAlarmEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
     }
 
 
@@ -611,3 +610,195 @@ def test_alarms_match_the_emf_the_code_prints_in_lambda(resources):
     # Then its namespace and dimensions are the ones the alarm watches
     assert directive["Namespace"] == alarm["Namespace"]
     assert [{"Name": name, "Value": emf[name]} for name in directive["Dimensions"][0]] == alarm["Dimensions"]
+
+
+# ---------------------------------------------------------------------------------------- least privilege
+
+# What each role may do, by what it is done on: a new grant (or a lost one) must be deliberate here too.
+SAM_DYNAMODB_READ = ["BatchGetItem", "DescribeTable", "GetItem", "Query", "Scan"]
+SAM_DYNAMODB_CRUD = [
+    "BatchGetItem",
+    "BatchWriteItem",
+    "ConditionCheckItem",
+    "DeleteItem",
+    "DescribeTable",
+    "GetItem",
+    "PutItem",
+    "Query",
+    "Scan",
+    "UpdateItem",
+]
+EXPECTED_GRANTS = {
+    "SenderRole": {
+        "SenderLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "*": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+        "ChunkQueue": ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+        # exactly what segsync.store calls for the sender: no Scan, Query, DeleteItem or DescribeTable
+        "RunsTable": ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "SegmentSecretsPrefix": ["secretsmanager:GetSecretValue"],
+    },
+    "PlannerFunctionRole": {
+        "SyncsTable": [f"dynamodb:{a}" for a in SAM_DYNAMODB_READ],
+        "RunsTable": [f"dynamodb:{a}" for a in SAM_DYNAMODB_CRUD],
+        "ChunkQueue": ["sqs:SendMessage*"],
+        "PlannerFailureQueue": ["sqs:SendMessage"],
+        "WarehouseSecretsPrefix": ["secretsmanager:GetSecretValue"],
+        "PlannerFunction": ["lambda:InvokeFunction"],
+    },
+    "PlannerFunctionTickRole": {
+        "PlannerFunction": ["lambda:InvokeFunction"],
+        "ScheduleDeadLetterQueue": ["sqs:SendMessage"],
+    },
+}
+TARGETS = (
+    "SenderLogGroup",
+    "PlannerFailureQueue",
+    "ScheduleDeadLetterQueue",
+    "ChunkQueue",
+    "RunsTable",
+    "SyncsTable",
+    "SegmentSecretsPrefix",
+    "WarehouseSecretsPrefix",
+    "PlannerFunction",
+)
+
+
+def _target(resource: Any) -> str:
+    """Which of the stack's resources a statement's resource names ("*" for everything)."""
+    text = json.dumps(resource)
+    return next((name for name in TARGETS if name in text), "*" if resource == "*" else text)
+
+
+def test_each_role_may_do_exactly_what_its_function_does(resources):
+    # Given every Allow statement of every role (inline policies and attached policy resources)
+    granted: dict[str, dict[str, set[str]]] = {}
+    for role, actions, targets in _grants(resources):
+        for target in targets:
+            granted.setdefault(role, {}).setdefault(_target(target), set()).update(actions)
+
+    # When / Then each role holds exactly the expected actions on exactly the expected resources
+    assert {role: {t: sorted(a) for t, a in by.items()} for role, by in granted.items()} == EXPECTED_GRANTS
+
+
+def test_the_runs_table_keeps_point_in_time_recovery(resources):
+    # Given both tables, When / Then both can be restored to any second of the last 35 days
+    for table in ("SyncsTable", "RunsTable"):
+        recovery = resources[table]["Properties"]["PointInTimeRecoverySpecification"]
+        assert recovery == {"PointInTimeRecoveryEnabled": True}
+
+
+# ---------------------------------------------------------------------------------------- confused deputy
+
+
+def test_the_sender_is_told_where_it_may_post_and_which_secrets_it_may_read(templates, resources):
+    # Given the sender's environment and the stack's parameters
+    sender = _env(resources, "SenderFunction")
+    parameters = templates["source"]["Parameters"]
+
+    # When / Then the allowed endpoints and the secret prefix come from the deployment, none by default
+    assert sender["SEGMENT_ALLOWED_ENDPOINTS"] == {"Ref": "SegmentAllowedEndpoints"}
+    assert sender["SEGMENT_SECRETS_PREFIX"] == {"Ref": "SegmentSecretsPrefix"}
+    assert parameters["SegmentAllowedEndpoints"]["Default"] == ""
+    pattern = re.compile(parameters["SegmentAllowedEndpoints"]["AllowedPattern"])
+    assert pattern.match("https://proxy.example.com,http://10.0.0.1:8080/segment")
+    assert not pattern.match("https://user:pw@proxy.example.com")
+
+
+def _statement(policy: dict[str, Any], sid: str) -> dict[str, Any]:
+    return next(s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == sid)
+
+
+def test_only_the_planner_may_send_chunks_and_no_queue_answers_without_tls(resources):
+    # Given the queue policies
+    policies = _of_type(resources, "AWS::SQS::QueuePolicy")
+    covered = {q["Ref"] for policy in policies.values() for q in policy["Queues"]}
+    [chunk_policy] = [p for p in policies.values() if p["Queues"] == [{"Ref": "ChunkQueue"}]]
+
+    # When / Then SendMessage to the chunk queue is denied to every principal but the planner's role
+    # (SQS acting for a caller, as a DLQ move task does, excepted), and every queue denies plain HTTP
+    only_planner = _statement(chunk_policy, "OnlyThePlannerSendsChunks")
+    assert (only_planner["Effect"], only_planner["Principal"], only_planner["Action"]) == (
+        "Deny",
+        "*",
+        "sqs:SendMessage",
+    )
+    assert only_planner["Condition"]["ArnNotEquals"] == {
+        "aws:PrincipalArn": {"Fn::GetAtt": ["PlannerFunctionRole", "Arn"]}
+    }
+    assert covered == set(_of_type(resources, "AWS::SQS::Queue"))
+    for policy in policies.values():
+        tls = _statement(policy, "TlsOnly")
+        assert (tls["Effect"], tls["Action"], tls["Condition"]) == (
+            "Deny",
+            "sqs:*",
+            {"Bool": {"aws:SecureTransport": "false"}},
+        )
+
+
+def test_the_dlq_takes_failures_from_the_chunk_queue_only(resources):
+    # Given the chunk queue's name and the DLQ's redrive allow policy
+    queue = resources["ChunkQueue"]["Properties"]
+    allow = resources["ChunkDeadLetterQueue"]["Properties"]["RedriveAllowPolicy"]
+
+    # When / Then only a queue of that name in this account and region may use it (the name is unique
+    # per stack: the stack id's UUID), and the name fits SQS's 80 characters
+    [arn] = allow["sourceQueueArns"]
+    assert allow["redrivePermission"] == "byQueue"
+    name_parts = queue["QueueName"]["Fn::Join"][1]
+    assert arn["Fn::Join"][1][0]["Fn::Sub"].endswith(":" + name_parts[0] + "-")
+    assert arn["Fn::Join"][1][1] == name_parts[1]
+    assert len(name_parts[0]) + 1 + 36 <= 80
+
+
+# ---------------------------------------------------------------------------------------- fan-out and pace
+
+
+def test_planner_fan_out_is_capped_short_lived_and_its_failures_are_seen(templates, resources):
+    # Given the planner, its asynchronous invocation config and the alarms
+    planner = resources["PlannerFunction"]["Properties"]
+    [config] = _of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+    watched = {
+        json.dumps(a["Dimensions"][0]["Value"]): a
+        for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if "Dimensions" in a
+    }
+
+    # When / Then its concurrency is reserved by parameter, a queued invocation expires within a tick,
+    # none is retried, and each failed one is recorded in a queue an alarm watches
+    assert planner["ReservedConcurrentExecutions"] == {"Ref": "PlannerReservedConcurrency"}
+    assert templates["source"]["Parameters"]["PlannerReservedConcurrency"]["MinValue"] >= 1
+    assert config["MaximumRetryAttempts"] == 0
+    assert 60 <= config["MaximumEventAgeInSeconds"] <= 300
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["PlannerFailureQueue", "Arn"]}
+    assert watched[json.dumps({"Fn::GetAtt": ["PlannerFailureQueue", "QueueName"]})]["Threshold"] == 0
+
+
+def test_alarms_watch_sender_errors_throttles_and_the_oldest_chunk(resources):
+    # Given the alarms
+    alarms = _of_type(resources, "AWS::CloudWatch::Alarm").values()
+    watched = {(a.get("MetricName"), json.dumps(a.get("Dimensions", [{}])[0].get("Value"))): a for a in alarms}
+
+    # When / Then the sender's errors and throttles and the age of the oldest chunk are covered
+    sender = json.dumps({"Ref": "SenderFunction"})
+    assert ("Errors", sender) in watched
+    assert ("Throttles", sender) in watched
+    age = watched[("ApproximateAgeOfOldestMessage", json.dumps({"Fn::GetAtt": ["ChunkQueue", "QueueName"]}))]
+    assert age["Threshold"] == {"Ref": "ChunkAgeAlarmSeconds"}
+
+
+def test_chunks_are_cut_for_the_senders_timeout_and_batch_size(resources):
+    # Given the sender's timeout and batch size, and the planner's environment
+    from segsync.pacing import SENDER_BATCH_SIZE, SENDER_TIMEOUT_S
+
+    [mapping] = [
+        m
+        for m in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if m["FunctionName"] == {"Ref": "SenderFunction"}
+    ]
+    planner = _env(resources, "PlannerFunction")
+
+    # When / Then the planner's pacing arithmetic uses the template's numbers and the senders' settings
+    assert resources["SenderFunction"]["Properties"]["Timeout"] == SENDER_TIMEOUT_S
+    assert mapping["BatchSize"] == SENDER_BATCH_SIZE
+    assert planner["SENDER_MAX_CONCURRENCY"] == {"Ref": "SenderMaxConcurrency"}
+    assert planner["SEGMENT_EVENTS_PER_SECOND"] == {"Ref": "SegmentEventsPerSecond"}

@@ -329,6 +329,20 @@ def test_inline_write_key_is_refused_so_a_secret_never_sits_in_the_project_file(
     assert "wk_live_abc123" not in message
 
 
+@pytest.mark.parametrize("variable", ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SF_PASSWORD", "segment_write_key"])
+def test_a_write_key_from_an_environment_variable_not_starting_with_segment_is_refused(tmp_path, variable):
+    # Given a write key said to come from the function's own environment (its AWS credentials, say)
+    project = base_project()
+    project["connections"]["segment"]["write_key"] = {"env": variable}
+
+    # When loaded (as `segsync validate` and `push` do)
+    message = load_error(tmp_path, project)
+
+    # Then the connection and field are named, and the rule is said
+    assert "connection 'segment' field 'write_key'" in message
+    assert f"must start with SEGMENT_ (e.g. SEGMENT_WRITE_KEY), not {variable}" in message
+
+
 @pytest.mark.parametrize("endpoint", ["api.segment.io", "ftp://api.segment.io", "https://", "http:// spaced"])
 def test_endpoint_that_is_not_an_http_url_is_refused(tmp_path, endpoint):
     # Given a Segment endpoint that is not an http(s) URL

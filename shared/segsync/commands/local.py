@@ -19,7 +19,7 @@ DEMO_WRITE_KEY = "segsync-demo-write-key"
 CAPTURE_PORT = 8765
 CAPTURE_EVENTS_PER_SECOND = 1_000_000
 """The capture endpoint is not Segment: no 1,000 events/s workspace budget to respect."""
-REHEARSAL_KEY_ENV = "SEGSYNC_REHEARSAL_WRITE_KEY"
+REHEARSAL_KEY_ENV = "SEGMENT_REHEARSAL_WRITE_KEY"
 """A rehearsal never needs (nor sends) the project's real write key: the capture endpoint gets this one."""
 FAULTS_HELP = (
     "inject faults at the local capture endpoint to rehearse delivery under them, e.g. "

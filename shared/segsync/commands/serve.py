@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,9 +48,10 @@ def register(commands: Any) -> None:
     )
     serve.add_argument(
         "--host",
-        default="0.0.0.0",
-        help="address to listen on (default 0.0.0.0: containers reach the host through its bridge; "
-        "anyone on your network can too)",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only). Containers (sam local invoke) "
+        "reach the host through its bridge: give --host 0.0.0.0 for them, knowing that moto has no "
+        "authentication and anyone on your network can then reach it too",
     )
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="moto's port (default 5000)")
     serve.add_argument(
@@ -75,7 +77,7 @@ def register(commands: Any) -> None:
     serve.set_defaults(command=serve_local_stack)
 
 
-def container_env(container_host: str, port: int, queue_path: str) -> dict[str, dict[str, str]]:
+def container_env(container_host: str, port: int, queue_path: str, capture_port: int) -> dict[str, dict[str, str]]:
     """What ``sam local invoke --env-vars`` gives each function so it uses the local stack.
 
     Only variables the template declares reach a function; the test suite holds events/local-env.json
@@ -96,6 +98,8 @@ def container_env(container_host: str, port: int, queue_path: str) -> dict[str, 
             "SENDER_MAX_CONCURRENCY": "1",
             "SEGMENT_EVENTS_PER_SECOND": "1000",
             "SEGMENT_WRITE_KEY": LOCAL_WRITE_KEY,
+            # The capture endpoint is where the loaded project's destinations point (see with_capture).
+            "SEGMENT_ALLOWED_ENDPOINTS": f"http://{container_host}:{capture_port}",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         },
     }
@@ -123,6 +127,7 @@ def with_capture(project: Project, capture_url: str) -> Project:
 def serve_local_stack(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """Serve until Ctrl-C (or until ``stop`` is set)."""
     project = load_project(args.project) if args.project else None
+    warn_if_exposed(args.host)
     with served_stack(
         args.host, args.port, args.capture_port, args.out, container_host=args.container_host, project=project
     ) as served:
@@ -132,6 +137,16 @@ def serve_local_stack(args: argparse.Namespace, stop: threading.Event | None = N
         if not args.json:
             print(f"\nstopped; captured {served.capture.messages:,} message(s) in {served.capture.out_path}")
     return EXIT_OK
+
+
+def warn_if_exposed(host: str) -> None:
+    """Listening on every interface is a choice the user made (``--host 0.0.0.0``): say what it exposes."""
+    if host in ALL_INTERFACES:
+        print(
+            f"warning: listening on every interface ({host}): moto has no authentication, so anyone who can "
+            "reach this machine can read and change its tables and queues; use it on a trusted network only",
+            file=sys.stderr,
+        )
 
 
 @dataclass(frozen=True)
@@ -189,7 +204,9 @@ def served_stack(
                 moto_port=moto_port,
                 capture=capture,
                 container_capture=container_capture,
-                container_env=container_env(container_host, moto_port, urlsplit(stack.queue_url).path),
+                container_env=container_env(
+                    container_host, moto_port, urlsplit(stack.queue_url).path, urlsplit(capture.url).port or 0
+                ),
                 host_env=host_env(endpoint),
             )
     finally:
@@ -222,8 +239,8 @@ def _announce(args: argparse.Namespace, served: ServedStack, project: Project | 
         f"moto (DynamoDB, SQS) on {args.host}:{served.moto_port}; "
         f"capture endpoint on {args.host}:{urlsplit(served.capture.url).port}"
     )
-    if args.host in ALL_INTERFACES:
-        print("  listening on every interface: anyone on your network can reach them (--host narrows it)")
+    if args.host not in ALL_INTERFACES:
+        print("  only this machine can reach them: for sam local invoke in Docker, give --host 0.0.0.0")
     print(f"  captured messages go to {served.capture.out_path}")
     if project is not None:
         print(

@@ -102,7 +102,7 @@ def run_local(
         _check_write_key(project, destination)
         _check_reachable(project, destination)
     started = time.monotonic()
-    with local_stack() as stack:
+    with local_stack(project_endpoints(project)) as stack:
         SyncStore(stack.table(SYNCS_TABLE)).push(project)
         sqs = stack.client("sqs")
         driver = LocalDriver(
@@ -129,6 +129,11 @@ def run_local(
         dead_letter_messages=int(dlq),
         sender_invocations=stats.invocations,
     )
+
+
+def project_endpoints(project: Project) -> list[str]:
+    """The API bases the project's destinations name: a local run lets its sender post there."""
+    return sorted({c.endpoint for c in project.connections.values() if isinstance(c, SegmentConnection) and c.endpoint})
 
 
 def _check_write_key(project: Project, destination: str) -> None:

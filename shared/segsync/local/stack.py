@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +40,12 @@ class LocalStack:
         return boto3.resource("dynamodb", endpoint_url=self.endpoint, region_name=REGION).Table(name)
 
 
-def create_resources(endpoint: str | None) -> LocalStack:
+def create_resources(endpoint: str | None, allowed_endpoints: Iterable[str] = ()) -> LocalStack:
     """Create the syncs and runs tables, the chunk queue and its DLQ, shaped as in template.yaml.
 
     ``endpoint`` is moto's server; None means in-process moto (``mock_aws``) in tests.
+    ``allowed_endpoints``: API bases besides Segment's own that the sender may post to (the stack's
+    SegmentAllowedEndpoints; locally, the endpoints of the project being run).
     """
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
@@ -84,6 +86,7 @@ def create_resources(endpoint: str | None) -> LocalStack:
         "RUNS_TABLE": RUNS_TABLE,
         "QUEUE_URL": queue_url,
         "SENDER_MAX_CONCURRENCY": "1",
+        "SEGMENT_ALLOWED_ENDPOINTS": ",".join(allowed_endpoints),
         "POWERTOOLS_SERVICE_NAME": "segsync",
         "POWERTOOLS_METRICS_NAMESPACE": "segsync",
         "POWERTOOLS_METRICS_DISABLED": "true",
@@ -94,7 +97,7 @@ def create_resources(endpoint: str | None) -> LocalStack:
 
 
 @contextmanager
-def local_stack() -> Iterator[LocalStack]:
+def local_stack(allowed_endpoints: Iterable[str] = ()) -> Iterator[LocalStack]:
     """Start moto on 127.0.0.1 (never 0.0.0.0), create the resources, export the handlers' env."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -105,7 +108,7 @@ def local_stack() -> Iterator[LocalStack]:
     requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     saved = dict(os.environ)
     try:
-        stack = create_resources(endpoint)
+        stack = create_resources(endpoint, allowed_endpoints)
         os.environ.update(stack.env)
         yield stack
     finally:
