@@ -20,6 +20,7 @@ import snowflake.connector
 
 from segsync.chunks import decode
 from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection, parse_sync
+from segsync.endpoints import SenderPolicy
 from segsync.lifecycle import RunLifecycle
 from segsync.local.capture import CaptureServer, read_captured
 from segsync.planner import Planner
@@ -167,7 +168,7 @@ class Pipeline:
         self.lifecycle = RunLifecycle(
             self.runs, Planner(self.runs, ChunkQueue(stack.client("sqs"), stack.queue_url)), 600
         )
-        self.sender = Sender(self.runs)
+        self.sender = Sender(self.runs, policy=SenderPolicy.of([capture.url]))
         self.warehouse = warehouse
         self.state = WarehouseState(warehouse, "SEGSYNC")
         self.destination = SegmentConnection.model_validate(

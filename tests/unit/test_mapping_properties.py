@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from segsync.config import parse_sync
-from segsync.mapping import Mapped, Mapper, normalize, words
+from segsync.mapping import Mapped, Mapper, as_id, normalize, words
 from segsync.store import Rejection
 from tests.rows import map_row
 from tests.segment_spec import problems
@@ -137,7 +135,7 @@ def test_any_row_maps_to_a_message_that_passes_the_spec_or_to_a_rejection_with_a
     message = orjson.loads(result.body)
     assert problems(message) == []
     assert message["type"] == MESSAGE_TYPES[sync.object]
-    assert result.key == _text(row[COLUMNS.index(sync.key)])
+    assert result.key == as_id(row[COLUMNS.index(sync.key)])  # the key text tests/rows.py gave the chunk
     assert message["context"]["library"]["name"] == "segsync"
 
 
@@ -170,7 +168,3 @@ def test_normalized_names_keep_every_letter_and_digit(name):
     for style in ("snake_case", "camelCase", "PascalCase", "Title Case"):
         if letters:
             assert "".join(c for c in normalize(name, style).lower() if c.isalnum()) == letters
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
