@@ -40,3 +40,4 @@ pr: lint test validate ## Every check a change must pass before it lands
 .PHONY: help venv run test bench lint pr
 
 include make/aws.mk
+include make/dbt.mk

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from segsync.config import Project
 from segsync.errors import ConfigError, SegsyncError
-from segsync.store import CONNECTION_KIND, SYNC_KIND, from_item, to_item
+from segsync.store import CONNECTION_KIND, PROJECT_KIND, SYNC_KIND, from_item, project_item_bodies, to_item
 
 REQUIRED_OUTPUTS = {
     "syncs_table": "SyncsTableName",
@@ -26,7 +26,7 @@ REQUIRED_OUTPUTS = {
     "planner_function": "PlannerFunctionName",
 }
 OPTIONAL_OUTPUTS = {"planner_log_group": "PlannerLogGroupName", "dashboard_url": "DashboardUrl"}
-KINDS = (CONNECTION_KIND, SYNC_KIND)
+KINDS = (CONNECTION_KIND, SYNC_KIND, PROJECT_KIND)
 
 ItemKey = tuple[str, str]
 """(kind, name): the syncs table's key."""
@@ -112,13 +112,7 @@ def stack_outputs(stack: str) -> StackOutputs:
 
 def project_items(project: Project) -> dict[ItemKey, dict[str, Any]]:
     """The items ``SyncStore.push`` writes for a project, as plain data (what the table would read back)."""
-    items: dict[ItemKey, dict[str, Any]] = {}
-    for name, connection in project.connections.items():
-        body = connection.model_dump(mode="json", by_alias=True, exclude_none=True)
-        items[(CONNECTION_KIND, name)] = {"kind": CONNECTION_KIND, "name": name, **body}
-    for sync in project.syncs:
-        body = sync.model_dump(mode="json", by_alias=True, exclude_none=True)
-        items[(SYNC_KIND, sync.name)] = {"kind": SYNC_KIND, **body}
+    items = {(item["kind"], item["name"]): item for item in project_item_bodies(project)}
     # Through DynamoDB's types and back, so a float or a dropped null compares as the table holds it.
     return {key: from_item(to_item(item)) for key, item in items.items()}
 

@@ -114,7 +114,7 @@ class Planner:
         result = PlanResult(sync=sync.name, run_id=run_id, status="sending")
         try:
             state.ensure()
-            columns = state.model_columns(sync.model)
+            columns = state.model_columns(sync.sql)
             Mapper(sync, columns)
             result.diff = state.prepare(sync, destination_id(destination), columns, full_resync=full_resync)
             result.rows_read = result.diff.source_rows

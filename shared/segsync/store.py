@@ -11,12 +11,30 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from segsync.config import Project, parse_connection, parse_sync
+from segsync.config import Notification, Project, parse_connection, parse_notifications, parse_sync
 from segsync.errors import ConfigError
 
 RUN_TTL_S = 30 * 24 * 3600
 SYNC_KIND = "sync"
 CONNECTION_KIND = "connection"
+PROJECT_KIND = "project"
+NOTIFICATIONS = "notifications"
+"""The project-level item (kind ``project``) holding the project file's ``notifications:``."""
+
+
+def project_item_bodies(project: Project) -> list[dict[str, Any]]:
+    """The items a project file becomes in the syncs table, as plain data: connections, syncs, notifications.
+
+    The notifications item is written even when empty, so removing them from the file removes them here.
+    """
+    items = [
+        {"kind": CONNECTION_KIND, "name": name, **c.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        for name, c in project.connections.items()
+    ]
+    items += [{"kind": SYNC_KIND, **s.model_dump(mode="json", by_alias=True, exclude_none=True)} for s in project.syncs]
+    notifications = [n.model_dump(mode="json", exclude_none=True) for n in project.notifications]
+    items.append({"kind": PROJECT_KIND, "name": NOTIFICATIONS, NOTIFICATIONS: notifications})
+    return items
 
 
 def to_item(data: Any, top: bool = True) -> Any:
@@ -51,14 +69,15 @@ class SyncStore:
         self._table = table
 
     def push(self, project: Project) -> None:
-        """Write every connection and sync of a project file (already validated)."""
+        """Write every connection, sync and the notifications of a project file (already validated)."""
         with self._table.batch_writer() as batch:
-            for name, connection in project.connections.items():
-                body = connection.model_dump(mode="json", by_alias=True, exclude_none=True)
-                batch.put_item(Item=to_item({"kind": CONNECTION_KIND, "name": name, **body}))
-            for sync in project.syncs:
-                body = sync.model_dump(mode="json", by_alias=True, exclude_none=True)
-                batch.put_item(Item=to_item({"kind": SYNC_KIND, **body}))
+            for item in project_item_bodies(project):
+                batch.put_item(Item=to_item(item))
+
+    def notifications(self) -> list[Notification]:
+        """The project's notifications (none if never pushed); a bad item raises ConfigError naming the field."""
+        item = self._get(PROJECT_KIND, NOTIFICATIONS)
+        return [] if item is None else parse_notifications(item.get(NOTIFICATIONS, []))
 
     def sync(self, name: str) -> Any:
         """Read and validate one sync; a bad item raises ConfigError naming the field."""
@@ -405,14 +424,18 @@ class RunStore:
         )
         return [from_item(item) for item in page["Items"]]
 
-    def rejections(self, run_id: str) -> list[dict[str, Any]]:
+    def rejections(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A run's rejected records (the first ``limit`` of them, or all)."""
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(f"run#{run_id}") & Key("sk").begins_with("rejected#")
         }
-        while True:
+        while limit is None or len(items) < limit:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(items)
             page = self._table.query(**kwargs)
             items.extend(from_item(item) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
-                return items
+                break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items

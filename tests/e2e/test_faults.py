@@ -35,13 +35,14 @@ from segsync.cli import main
 from segsync.config import Project, load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.driver import LambdaContext, LocalDriver, load_handler
-from segsync.local.run import SyncSummary, run_local, summarize
+from segsync.local.run import run_local
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, LocalStack, local_stack
 from segsync.mapping import Mapped, Mapper
 from segsync.queue import ChunkQueue
 from segsync.segment import SegmentClient
 from segsync.sender import ChunkOutcome, RateLimiter, Sender
 from segsync.store import RunStore, SyncStore
+from segsync.summary import SyncSummary, summarize
 
 from ..conftest import point_at
 

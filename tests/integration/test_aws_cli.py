@@ -92,6 +92,7 @@ def test_push_writes_the_project_into_the_stacks_syncs_table(stack, project_file
         {"kind": "connection", "name": "warehouse"},
         {"kind": "sync", "name": "demo-events"},
         {"kind": "sync", "name": "demo-users"},
+        {"kind": "project", "name": "notifications"},
     ]
     assert _items(stack) == deployed.project_items(load_project(project_file))
 
@@ -107,7 +108,7 @@ def test_pushing_the_same_file_again_writes_nothing(stack, project_file, capsys)
     # Then the diff is empty and it says so
     out = capsys.readouterr().out
     assert code == 0
-    assert "= 4 unchanged" in out and "up to date: nothing to write" in out
+    assert "= 5 unchanged" in out and "up to date: nothing to write" in out
 
 
 def test_push_shows_changes_and_keeps_items_missing_from_the_file_unless_pruning(stack, project_file, capsys):
@@ -151,7 +152,7 @@ def test_push_asks_before_writing_and_a_no_writes_nothing(stack, project_file, c
     # Then the question was asked on stderr, the answer respected, and nothing written
     captured = capsys.readouterr()
     assert code == 2
-    assert "write 4 and delete 0 item(s) in " in captured.err
+    assert "write 5 and delete 0 item(s) in " in captured.err
     assert "nothing written: not confirmed" in captured.err
     assert _items(stack) == {}
 
@@ -159,7 +160,7 @@ def test_push_asks_before_writing_and_a_no_writes_nothing(stack, project_file, c
 def test_push_writes_after_a_yes(stack, project_file, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", Terminal("y\n"))
     assert main(["push", str(project_file), "--stack", STACK]) == 0
-    assert len(_items(stack)) == 4
+    assert len(_items(stack)) == 5
 
 
 def test_push_without_a_terminal_needs_yes(stack, project_file, capsys, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from segsync import deployed
-from segsync.commands import EXIT_OK, print_json
+from segsync.commands import EXIT_OK, dbt_lines, dbt_models, print_json
 from segsync.config import load_project
 from segsync.errors import ConfigError
 from segsync.store import SyncStore
@@ -42,8 +42,11 @@ def push_project(args: argparse.Namespace) -> int:
         plan = deployed.plan_push(deployed.project_items(project), deployed.table_items(table))
     deletes = plan.removed if args.prune else []
     to_do = plan.writes + len(deletes)
+    models = dbt_models(project)
     if not args.json:
         _print_plan(outputs, plan, prune=args.prune)
+        for line in dbt_lines(models):
+            print(line)
     written = False
     if to_do and not args.dry_run:
         if not args.yes and not _confirm(
@@ -67,12 +70,13 @@ def push_project(args: argparse.Namespace) -> int:
                 "unchanged": plan.unchanged,
                 "pruned": [_key(k) for k in deletes] if written else [],
                 "written": written,
+                "dbt_models": models,
             }
         )
     elif not to_do:
         print("up to date: nothing to write")
     elif written:
-        print(f"wrote {len(project.connections) + len(project.syncs)} item(s), deleted {len(deletes)}")
+        print(f"wrote {len(deployed.project_items(project))} item(s), deleted {len(deletes)}")
     else:
         print("dry run: nothing written")
     return EXIT_OK

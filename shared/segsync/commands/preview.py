@@ -117,9 +117,9 @@ def preview_sync(sync: AnySync, warehouse: Warehouse, *, limit: int, key: str | 
     """
     started = time.monotonic()
     result = Preview(sync=sync.name, object=sync.object)
-    result.columns = warehouse.describe(f"SELECT * FROM (\n{nested(sync.model)}\n) AS m")
+    result.columns = warehouse.describe(f"SELECT * FROM (\n{nested(sync.sql)}\n) AS m")
     mapper = Mapper(sync, result.columns)
-    for batch in warehouse.stream(keyed_model(sync.model, sync.key, result.columns, sync.name), FETCH_ROWS):
+    for batch in warehouse.stream(keyed_model(sync.sql, sync.key, result.columns, sync.name), FETCH_ROWS):
         for raw in batch.rows:
             row_key, key_count = raw[0], raw[1]
             if key is not None and row_key != key:
