@@ -36,6 +36,14 @@ class PlannerSettings(_EnvSettings):
     chunk_rows: int = Field(default=1_000, gt=0, le=2_500)
     chunk_bytes: int = Field(default=1_000_000, ge=64_000, le=1_048_576)
     run_lock_seconds: int = Field(default=7_200, ge=60)
+    notification_topic_arn: str | None = None
+    """The stack's own SNS topic: email notifications go there, and SNS notifications may name it."""
+    extra_notification_topic_arn: str = ""
+    """One more SNS topic notifications may name (a stack parameter; empty: none)."""
+    notify_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    """How long a notification webhook may take to answer: a slow one never holds a run longer."""
+    project_file: str = "segsync.yml"
+    """The project file name notifications quote in the command that shows more."""
     aws_lambda_function_name: str | None = None
     """Set by Lambda itself: the tick invokes this function once per due sync."""
     """How long a run may take before the next one may abandon it (and send its rows again)."""
@@ -75,3 +83,7 @@ def dynamodb_table(name: str) -> Any:
 
 def sqs_client() -> Any:
     return aws_client("sqs", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION"))
+
+
+def sns_client() -> Any:
+    return aws_client("sns", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION"))

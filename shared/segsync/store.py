@@ -32,7 +32,7 @@ def project_item_bodies(project: Project) -> list[dict[str, Any]]:
         for name, c in project.connections.items()
     ]
     items += [{"kind": SYNC_KIND, **s.model_dump(mode="json", by_alias=True, exclude_none=True)} for s in project.syncs]
-    notifications = [n.model_dump(mode="json", exclude_none=True) for n in project.notifications]
+    notifications = [n.model_dump(mode="json", exclude_defaults=True) for n in project.notifications]
     items.append({"kind": PROJECT_KIND, "name": NOTIFICATIONS, NOTIFICATIONS: notifications})
     return items
 
@@ -261,6 +261,29 @@ class RunStore:
             }
         )
 
+    def skipped(self, sync: str, run_id: str, trigger: str, reason: str) -> None:
+        """Record a requested run that did not start; never over a run item that exists (a duplicate invoke)."""
+        now = self._clock()
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"sync#{sync}",
+                    "sk": f"run#{run_id}",
+                    "sync": sync,
+                    "run_id": run_id,
+                    "trigger": trigger,
+                    "status": "skipped",
+                    "error": reason,
+                    "started_at": Decimal(str(round(now, 3))),
+                    "finished_at": Decimal(str(round(now, 3))),
+                    "expires_at": int(now) + RUN_TTL_S,
+                },
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     def planned(self, sync: str, run_id: str, *, chunks: int, **counts: int | float) -> None:
         """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``.
 
@@ -439,3 +462,50 @@ class RunStore:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return items
+
+
+class NotificationLog:
+    """In the runs table: which notifications were sent (each once) and when each sync last committed.
+
+    ``pk = sync#NAME``: ``sk = notified#RUN#EVENT#DESTINATION`` claims one message (with the runs' TTL);
+    ``sk = health`` keeps the last committed run and when segsync started watching the sync (no TTL: a
+    sync stale for longer than the runs are kept must still count as stale).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def claim(self, sync: str, run_id: str, event: str, destination: str) -> bool:
+        """Record that this message is being sent; False if it was already (a retried finalize, a duplicate tick)."""
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"sync#{sync}",
+                    "sk": f"notified#{run_id}#{event}#{destination}",
+                    "expires_at": int(time.time()) + RUN_TTL_S,
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def committed(self, sync: str, run_id: str, at: float) -> None:
+        self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": "health"},
+            UpdateExpression="SET last_committed_at = :at, last_committed_run = :run, "
+            "watch_since = if_not_exists(watch_since, :at)",
+            ExpressionAttributeValues={":at": Decimal(str(round(at, 3))), ":run": run_id},
+        )
+
+    def health(self, sync: str, now: float) -> dict[str, Any]:
+        """The sync's ``last_committed_at``/``last_committed_run`` (if any) and ``watch_since`` (set now if new)."""
+        item = self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": "health"},
+            UpdateExpression="SET watch_since = if_not_exists(watch_since, :now)",
+            ExpressionAttributeValues={":now": Decimal(str(round(now, 3)))},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return from_item(item)

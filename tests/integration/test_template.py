@@ -46,7 +46,7 @@ for resource in template["Resources"].values():
 json.dump({"source": source, "translated": transform(template, {}, NoManagedPolicies())}, sys.stdout)
 """
 
-DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:", "lambda:")
+DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:", "lambda:", "sns:")
 LIBRARY = ROOT / "shared" / "segsync"
 METRIC_CALL = re.compile(r"add_metric\(\s*name=\"(\w+)\"")
 # Managed policies SAM may attach; anything else (e.g. AWSLambdaSQSQueueExecutionRole, which may
@@ -611,3 +611,51 @@ def test_alarms_match_the_emf_the_code_prints_in_lambda(resources):
     # Then its namespace and dimensions are the ones the alarm watches
     assert directive["Namespace"] == alarm["Namespace"]
     assert [{"Name": name, "Value": emf[name]} for name in directive["Dimensions"][0]] == alarm["Dimensions"]
+
+
+# ---------------------------------------------------------------------------------------- notifications
+
+
+def test_only_the_planner_reads_notification_webhook_secrets(resources):
+    readers = _roles_granting(resources, "secretsmanager:GetSecretValue", "${NotificationSecretsPrefix}*")
+    assert readers == {_role_of(resources, "PlannerFunction")}
+
+
+def test_the_planner_may_publish_only_to_the_stacks_topic_and_the_one_parameter_topic(resources):
+    # Given every grant of sns:Publish in the stack
+    publishers = [(role, targets) for role, actions, targets in _grants(resources) if "sns:Publish" in actions]
+
+    # When / Then the planner alone may publish, and only to its own topic and ExtraNotificationTopicArn (when
+    # given): a topic named in a notifications item is input, never a grant
+    assert publishers == [
+        (
+            _role_of(resources, "PlannerFunction"),
+            [
+                {
+                    "Fn::If": [
+                        "HasExtraNotificationTopic",
+                        [{"Ref": "NotificationTopic"}, {"Ref": "ExtraNotificationTopicArn"}],
+                        [{"Ref": "NotificationTopic"}],
+                    ]
+                }
+            ],
+        )
+    ]
+    planner = _env(resources, "PlannerFunction")
+    assert planner["NOTIFICATION_TOPIC_ARN"] == {"Ref": "NotificationTopic"}
+    assert planner["EXTRA_NOTIFICATION_TOPIC_ARN"] == {"Ref": "ExtraNotificationTopicArn"}
+
+
+def test_the_email_subscription_filters_on_the_attribute_the_planner_sets(resources):
+    from segsync.notify import EMAIL_ATTRIBUTE
+
+    # Given the optional email subscription and the topic
+    subscription = resources["NotificationEmailSubscription"]
+    properties = subscription["Properties"]
+
+    # When / Then it exists only with an address, on the stack's topic, and receives only its own messages
+    assert subscription["Condition"] == "HasNotificationEmail"
+    assert (properties["TopicArn"], properties["Protocol"]) == ({"Ref": "NotificationTopic"}, "email")
+    assert properties["FilterPolicyScope"] == "MessageAttributes"
+    assert properties["FilterPolicy"] == {EMAIL_ATTRIBUTE: [{"Ref": "NotificationEmail"}]}
+    assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"

@@ -92,7 +92,7 @@ def run_project(args: argparse.Namespace) -> int:
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
     if faults is None:
-        report = run_local(project, args.syncs, full_resync=args.full_resync)
+        report = run_local(project, args.syncs, full_resync=args.full_resync, project_file=str(args.file))
         return _report(report, args, extra={})
     captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
     saved = os.environ.get(REHEARSAL_KEY_ENV)

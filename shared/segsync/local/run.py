@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -40,11 +41,12 @@ class LocalReport:
 class ProgressBar:
     """Chunks delivered out of planned, on stderr, only when someone is watching a terminal."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self._total = max(total, 1)
         self._done = 0
-        self._stream = stream
-        self._enabled = stream.isatty() and total > 1
+        # Looked up now, not at import: the module may be imported while stderr is redirected (tests).
+        self._stream = stream or sys.stderr
+        self._enabled = self._stream.isatty() and total > 1
 
     def advance(self, chunks: int) -> None:
         self._done += chunks
@@ -66,12 +68,14 @@ def run_local(
     trigger: str = "local",
     sender_timeout_s: float = SENDER_TIMEOUT_S,
     driver_options: dict[str, Any] | None = None,
+    project_file: str | None = None,
 ) -> LocalReport:
     """Run the named syncs (default: every enabled one) through the real handlers on a local stack.
 
     The planner plans, the sender drains the queue, then the planner finalizes: state in the
     warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
     (``batch_size``, ``retry_delay_s``, ``deliver_twice``), to rehearse how SQS and Lambda behave.
+    ``project_file`` is the file notifications name in the command that shows more.
     """
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
@@ -80,6 +84,8 @@ def run_local(
         _check_reachable(project, destination)
     started = time.monotonic()
     with local_stack() as stack:
+        if project_file:
+            os.environ["PROJECT_FILE"] = project_file  # local_stack puts the environment back
         SyncStore(stack.table(SYNCS_TABLE)).push(project)
         sqs = stack.client("sqs")
         driver = LocalDriver(
