@@ -6,6 +6,7 @@ Credentials and region come from the usual AWS chain (``AWS_PROFILE``, ``AWS_REG
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ ItemKey = tuple[str, str]
 
 
 # ---------------------------------------------------------------------------------------- boundary
+
+
+wait_clock = time.monotonic
+wait_sleep = time.sleep
+"""How ``run --wait`` measures and passes time; tests replace both to follow a run without waiting."""
 
 
 def aws_client(service: str) -> Any:
@@ -182,12 +188,13 @@ def plan_push(desired: dict[ItemKey, dict[str, Any]], current: dict[ItemKey, dic
 # ---------------------------------------------------------------------------------------- runs
 
 
-def start_run(function: str, sync: str, *, full_resync: bool) -> str:
+def start_run(function: str, sync: str, *, full_resync: bool, run_id: str) -> str:
     """Invoke the planner asynchronously for one sync; returns the invocation's request id.
 
-    The planner records the run (and any failure) in the runs table; nothing waits for it here.
+    The asynchronous invoke answers no run id, so the caller chooses it (``run_id``) and the planner
+    records the run under it: ``segsync.follow`` then finds it in the runs table.
     """
-    event = {"sync": sync, "full_resync": full_resync, "trigger": "manual"}
+    event = {"sync": sync, "full_resync": full_resync, "trigger": "manual", "run_id": run_id}
     with aws_errors(f"invoking planner '{function}'"):
         response = aws_client("lambda").invoke(
             FunctionName=function, InvocationType="Event", Payload=orjson.dumps(event)

@@ -250,9 +250,20 @@ def pushed(stack, project_file, capsys) -> deployed.StackOutputs:
     return stack
 
 
-def test_run_invokes_the_planner_asynchronously_for_the_named_sync(pushed, lambda_stub, capsys):
-    # Given Lambda accepts one asynchronous invocation of the stack's planner with a manual run request
-    payload = orjson.dumps({"sync": "demo-users", "full_resync": True, "trigger": "manual"})
+RUN_ID = "20261201T101010Z-abc123"
+
+
+@pytest.fixture
+def run_id(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The run id the CLI chooses (and passes to the planner), fixed so the invoke's payload is known."""
+    monkeypatch.setattr("segsync.commands.aws.new_run_id", lambda: RUN_ID)
+    return RUN_ID
+
+
+def test_run_invokes_the_planner_asynchronously_for_the_named_sync(pushed, lambda_stub, run_id, capsys):
+    # Given Lambda accepts one asynchronous invocation of the stack's planner with a manual run request,
+    # carrying the run id the CLI chose (the asynchronous invoke answers none)
+    payload = orjson.dumps({"sync": "demo-users", "full_resync": True, "trigger": "manual", "run_id": run_id})
     lambda_stub.add_response(
         "invoke",
         {"StatusCode": 202, "ResponseMetadata": {"RequestId": "req-42", "HTTPStatusCode": 202}},
@@ -269,14 +280,15 @@ def test_run_invokes_the_planner_asynchronously_for_the_named_sync(pushed, lambd
         "ok": True,
         "stack": STACK,
         "sync": "demo-users",
+        "run_id": run_id,
         "full_resync": True,
         "function": PLANNER,
         "request_id": "req-42",
     }
 
 
-def test_run_tells_where_to_follow_the_run(pushed, lambda_stub, capsys):
-    payload = orjson.dumps({"sync": "demo-events", "full_resync": False, "trigger": "manual"})
+def test_run_tells_where_to_follow_the_run(pushed, lambda_stub, run_id, capsys):
+    payload = orjson.dumps({"sync": "demo-events", "full_resync": False, "trigger": "manual", "run_id": run_id})
     lambda_stub.add_response(
         "invoke",
         {"StatusCode": 202, "ResponseMetadata": {"RequestId": "req-7", "HTTPStatusCode": 202}},
@@ -286,7 +298,7 @@ def test_run_tells_where_to_follow_the_run(pushed, lambda_stub, capsys):
     assert main(["run", "demo-events", "--stack", STACK]) == 0
 
     out = capsys.readouterr().out
-    assert f"started a run of sync 'demo-events' on stack {STACK}" in out
+    assert f"started a run of sync 'demo-events' on stack {STACK}: run {run_id}" in out
     assert f"planner: {PLANNER} (request req-7)" in out
     assert "aws logs tail segsync-test-PlannerLogGroup-abc --follow" in out
 
