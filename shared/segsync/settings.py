@@ -60,6 +60,18 @@ class SenderSettings(_EnvSettings):
     """How long to wait for Segment's answer to a batch before retrying it (a duplicate Segment dedupes)."""
 
 
+class WebhookSettings(_EnvSettings):
+    """The dbt Cloud webhook's environment: the planner it starts, its secret, dbt Cloud's API."""
+
+    planner_function: str = Field(min_length=1)
+    dbt_cloud_secret: str = Field(min_length=1)
+    """Secrets Manager name of {"webhook_secret": ..., "api_token": ...}."""
+    dbt_cloud_api: str = Field(default="https://cloud.getdbt.com", pattern=r"^https?://[^/\s]+/?$")
+    """The account's dbt Cloud host (cloud.getdbt.com, emea.dbt.com, ACCOUNT_PREFIX.us1.dbt.com, ...)."""
+    webhook_max_age_s: int = Field(default=300, ge=30, le=3600)
+    """A delivery signed longer ago than this is refused as a replay."""
+
+
 @cache
 def aws_resource(service: str, endpoint: str | None, region: str | None) -> Any:
     """One boto3 resource per (service, endpoint, region): created once per warm container."""
