@@ -357,3 +357,43 @@ def test_run_takes_either_a_local_file_or_a_stack(project_file, capsys):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2
+
+
+def test_push_shows_the_relation_of_each_dbt_model_and_stores_it(stack, tmp_path, capsys):
+    # Given a project whose sync names a dbt model, and the manifest dbt wrote
+    from ..dbt_warehouse import MANIFEST
+
+    project = {
+        "dbt": {"manifest": str(MANIFEST)},
+        "connections": {
+            "warehouse": {"type": "snowflake", "account": "xy1", "user": "U", "credentials": {"secret": "w"}},
+            "segment": {"type": "segment", "write_key": {"secret": "segsync/segment/prod"}},
+        },
+        "syncs": [
+            {
+                "name": "users",
+                "object": "user",
+                "source": "warehouse",
+                "destination": "segment",
+                "model": {"dbt": "dim_users"},
+                "key": "user_id",
+            }
+        ],
+        "notifications": [{"webhook": {"secret": "segsync/notify/slack"}, "on": ["failed"]}],
+    }
+    path = tmp_path / "segsync.yml"
+    path.write_text(yaml.safe_dump(project))
+
+    # When it is pushed
+    code = main(["push", str(path), "--stack", STACK, "--yes"])
+
+    # Then the push says which relation the model resolved to, and the item holds it (the planner never
+    # needs the manifest), as does the notifications item its entries
+    out = capsys.readouterr().out
+    assert code == 0
+    assert """  sync 'users': dbt model dim_users → "warehouse"."main"."dim_users\"""" in out
+    items = _items(stack)
+    assert items[("sync", "users")]["model"] == {"dbt": "dim_users", "relation": '"warehouse"."main"."dim_users"'}
+    assert items[("project", "notifications")]["notifications"] == [
+        {"webhook": {"secret": "segsync/notify/slack"}, "on": ["failed"]}
+    ]
