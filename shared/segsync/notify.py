@@ -149,10 +149,11 @@ class Notifier:
     def run_finished(self, sync: str, run_id: str) -> None:
         """A run's outcome is known (committed, failed, abandoned): tell whoever asked, once."""
         try:
-            summary = summarize(self._runs, sync, run_id, reasons_from=REASON_SAMPLE)
+            configured = self._configured()
+            summary = summarize(self._runs, sync, run_id, reasons_from=REASON_SAMPLE if configured else 0)
             if summary.status == "committed":
                 self._log.committed(sync, run_id, self._clock())
-            for notification in self._configured():
+            for notification in configured:
                 for event in events_for(summary, notification):
                     message = run_message(event, summary, notification, self._project_file)
                     self._send_once(notification, message)
