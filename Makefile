@@ -31,6 +31,9 @@ faults: $(STAMP) ## Run the fault-injection suite and print its figures (sent, r
 	SEGSYNC_FAULTS_TABLE=$(VENV)/faults.md $(BIN)/pytest -q tests/e2e/test_faults.py
 	@cat $(VENV)/faults.md
 
+schema: $(STAMP) ## Regenerate schema/segsync.schema.json (the project file's JSON Schema) from the models
+	$(BIN)/segsync schema --out schema/segsync.schema.json
+
 lint: $(STAMP) ## Lint and format-check the code (fails on findings)
 	$(BIN)/ruff check shared functions tests bench
 	$(BIN)/ruff format --check shared functions tests bench
@@ -47,6 +50,7 @@ lock: $(STAMP) ## Re-resolve the Lambda layer's lock (layers/deps/requirements.t
 
 pr: lint test validate ## Every check a change must pass before it lands
 
-.PHONY: help venv run test bench lint lock pr
+.PHONY: help venv run test bench schema lint lock pr
 
 include make/aws.mk
+include make/dbt.mk

@@ -34,7 +34,7 @@ def legacy_statement(state, sync, destination: str, columns) -> str:
     )
     return (
         f"CREATE OR REPLACE TABLE {state.run_table(sync.name)} AS\n"
-        f"WITH m AS (SELECT * FROM (\n{nested(sync.model)}\n) AS src),\n"
+        f"WITH m AS (SELECT * FROM (\n{nested(sync.sql)}\n) AS src),\n"
         f"k AS (SELECT {key} AS __segsync_key, COUNT(*) OVER (PARTITION BY {key}) AS __segsync_key_count, "
         f"{legacy_hash(state, sync, columns, 'm')} AS __segsync_row_hash, m.* FROM m)\n"
         f"SELECT k.__segsync_key, k.__segsync_key_count, k.__segsync_row_hash, {change} AS __segsync_change, "
@@ -60,8 +60,8 @@ def main() -> int:
     with DuckDBWarehouse(bench.connections["warehouse"]) as warehouse:
         state = WarehouseState(warehouse, "SEGSYNC")
         state.ensure()
-        columns = state.model_columns(sync.model)
-        rows = warehouse.query(f"SELECT COUNT(*) FROM ({sync.model}) AS m")[0][0]
+        columns = state.model_columns(sync.sql)
+        rows = warehouse.query(f"SELECT COUNT(*) FROM ({sync.sql}) AS m")[0][0]
         statements = {
             "current": state.diff_statement(sync, destination, columns, full_resync=False),
             "legacy": legacy_statement(state, sync, destination, columns),

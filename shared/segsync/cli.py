@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from segsync.commands import EXIT_USAGE, aws, dlq, history, local, preview, print_json, serve, validate
+from segsync.commands import EXIT_USAGE, aws, dlq, history, local, preview, print_json, schema, serve, validate
 from segsync.errors import SegsyncError
 
-COMMANDS = (validate, local, preview, history, aws, serve, dlq)
+COMMANDS = (validate, local, preview, history, aws, serve, dlq, schema)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

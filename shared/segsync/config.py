@@ -22,6 +22,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from segsync.errors import ConfigError
 from segsync.schedule import parse as parse_schedule
@@ -233,6 +234,31 @@ def _finite(value: Any) -> bool:
     return True
 
 
+class DbtModel(Model):
+    """A dbt model by name, in place of SQL: ``model: {dbt: dim_users}`` reads the relation dbt built."""
+
+    dbt: str = Field(min_length=1, description="the dbt model's name (or package.name), looked up in the dbt manifest")
+    relation: SkipJsonSchema[str | None] = Field(
+        default=None,
+        description="the relation dbt built, filled in from the manifest (validate, push, run); never written by hand",
+    )
+
+
+def _model_kind(model: Any) -> str | None:
+    if isinstance(model, str):
+        return "sql"
+    if isinstance(model, DbtModel | dict):
+        return "dbt"
+    return None
+
+
+ModelSource = Annotated[
+    Annotated[str, Field(min_length=1), Tag("sql")] | Annotated[DbtModel, Tag("dbt")],
+    Discriminator(_model_kind, custom_error_type="model", custom_error_message="give SQL text or {dbt: MODEL_NAME}"),
+]
+"""Where a sync's rows come from: SQL run against the warehouse, or a dbt model by name."""
+
+
 def _integration_setting(value: Any) -> bool:
     """Segment's integrations object holds true/false or an options object per destination."""
     return isinstance(value, bool | dict)
@@ -245,7 +271,7 @@ class SyncBase(Model):
     enabled: bool = True
     source: str = Field(description="name of a warehouse connection")
     destination: str = Field(description="name of a Segment connection")
-    model: str = Field(min_length=1, description="SQL run against the warehouse")
+    model: ModelSource = Field(description="SQL run against the warehouse, or {dbt: MODEL_NAME}")
     schedule: str | None = Field(default=None, description="rate(...) or cron(...), UTC; none: every tick")
 
     @field_validator("schedule")
@@ -261,6 +287,27 @@ class SyncBase(Model):
 
     OBJECT_FIELD: ClassVar[str] = "traits"
     """The message object a sync's named fields and Sync All Properties fill (traits or properties)."""
+
+    @property
+    def sql(self) -> str:
+        """The query the warehouse runs: the model's SQL, or a read of the relation its dbt model names.
+
+        Raises:
+            ConfigError: a dbt model that was never resolved (an item written by hand, not by push).
+        """
+        if isinstance(self.model, str):
+            return self.model
+        if self.model.relation is None:
+            raise ConfigError(
+                f"dbt model '{self.model.dbt}' has no relation: push the project file with its dbt manifest "
+                "(segsync push), which resolves it"
+            )
+        return f"SELECT * FROM {self.model.relation}"
+
+    @property
+    def dbt_model(self) -> str | None:
+        """The dbt model the sync reads, if it names one."""
+        return self.model.dbt if isinstance(self.model, DbtModel) else None
 
     @property
     def named_fields(self) -> dict[str, Source]:
@@ -413,12 +460,98 @@ AnySync = UserSync | TrackSync | GroupSync
 Sync = Annotated[UserSync | TrackSync | GroupSync, Field(discriminator="object")]
 
 
+class DbtProject(Model):
+    """Where the project's dbt models are described: the manifest dbt writes (``target/manifest.json``)."""
+
+    manifest: str = Field(min_length=1, description="path to dbt's manifest.json, relative to the project file")
+
+
+NotificationEvent = Literal["failed", "abandoned", "rejected", "committed", "stale"]
+"""What a notification can be about: a run's outcome, rejected rows over a threshold, or no success for long."""
+
+SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$"
+
+
+class RejectedThreshold(Model):
+    """When a committed run's rejections are worth a message: over a share of the rows read, or a count."""
+
+    share: float | None = Field(default=None, ge=0, le=1, description="rejected rows / rows read, e.g. 0.05")
+    count: int | None = Field(default=None, ge=0, description="rejected rows")
+
+    @model_validator(mode="after")
+    def _some(self) -> RejectedThreshold:
+        if self.share is None and self.count is None:
+            raise ValueError("give 'share' (0.05 = 5% of the rows read) and/or 'count' (rows)")
+        return self
+
+    def exceeded(self, rejected: int, rows: int) -> bool:
+        """Whether ``rejected`` of ``rows`` is over either limit."""
+        over_count = self.count is not None and rejected > self.count
+        over_share = self.share is not None and rows > 0 and rejected / rows > self.share
+        return over_count or over_share
+
+
+class StaleThreshold(Model):
+    """How long a sync may go without a committed run before it counts as stale."""
+
+    hours: float = Field(gt=0)
+
+
+class Notification(Model):
+    """One destination for messages about runs, and the events it wants.
+
+    ``webhook`` is a Slack-compatible incoming webhook (its URL is a secret); ``sns`` a topic the stack
+    allows; ``email`` an address subscribed to the stack's notification topic.
+    """
+
+    webhook: SecretRef | None = Field(
+        default=None, description="where the webhook URL is: {env: NAME} or {secret: NAME}"
+    )
+    sns: str | None = Field(
+        default=None, pattern=SNS_TOPIC_ARN, description="an SNS topic ARN the stack may publish to"
+    )
+    email: str | None = Field(
+        default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="an address on the stack's topic"
+    )
+    on: list[NotificationEvent] = Field(min_length=1, description="the events this destination is told about")
+    syncs: list[str] | None = Field(default=None, description="only these syncs (default: every sync)")
+    rejected: RejectedThreshold = Field(
+        default=RejectedThreshold(share=0.05), description="with 'rejected' in on: the threshold (default share 0.05)"
+    )
+    stale: StaleThreshold = Field(
+        default=StaleThreshold(hours=24), description="with 'stale' in on: hours without a committed run (default 24)"
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Notification:
+        given = [name for name in ("webhook", "sns", "email") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one destination: webhook, sns or email")
+        for event in ("rejected", "stale"):
+            if event in self.model_fields_set and event not in self.on:
+                raise ValueError(f"'{event}' sets a threshold, but '{event}' is not in 'on'")
+        return self
+
+    def wants(self, event: str, sync: str) -> bool:
+        return event in self.on and (self.syncs is None or sync in self.syncs)
+
+    @property
+    def destination(self) -> str:
+        """The destination as logs and messages may name it: never a webhook's URL."""
+        if self.webhook is not None:
+            where = f"env {self.webhook.env}" if self.webhook.env else f"secret {self.webhook.secret}"
+            return f"webhook ({where})"
+        return f"SNS topic {self.sns}" if self.sns else f"email {self.email}"
+
+
 class Project(Model):
     """A project file: named connections and the syncs between them."""
 
     version: Literal[1] = 1
     connections: dict[str, Connection]
     syncs: list[Sync]
+    dbt: DbtProject | None = Field(default=None, description="the dbt manifest that {dbt: MODEL} models resolve in")
+    notifications: list[Notification] = Field(default_factory=list, description="who hears about runs, and when")
 
     @model_validator(mode="after")
     def _references(self) -> Project:
@@ -433,6 +566,10 @@ class Project(Model):
             destination = self.connections.get(sync.destination)
             if not isinstance(destination, SegmentConnection):
                 raise ValueError(f"sync '{sync.name}': destination '{sync.destination}' is not a segment connection")
+        for number, notification in enumerate(self.notifications, start=1):
+            unknown = sorted(set(notification.syncs or ()) - seen)
+            if unknown:
+                raise ValueError(f"notification #{number}: no sync named {', '.join(map(repr, unknown))}")
         return self
 
     def sync(self, name: str) -> AnySync:
@@ -462,11 +599,48 @@ def parse_connection(name: str, data: dict[str, Any]) -> Any:
         raise ConfigError(f"connection '{name}': {describe(exc)}") from None
 
 
+class _Notifications(Model):
+    notifications: list[Notification]
+
+
+def parse_notifications(data: Any) -> list[Notification]:
+    """Validate the notifications item (as read from DynamoDB), naming the notification and field on failure."""
+    try:
+        return _Notifications.model_validate({"notifications": data}).notifications
+    except ValidationError as exc:
+        raise ConfigError(f"project notifications: {describe(exc)}") from None
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans (true/false only), as editors' YAML language server reads the file.
+
+    Under PyYAML's YAML 1.1 rules ``on: [failed]`` would be the key True, and ``{value: no}`` False.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse a project file's YAML (1.2 booleans)."""
+    # A SafeLoader subclass: no arbitrary Python objects.
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def load_project(path: str | Path) -> Project:
-    """Read and validate a project file; every problem names the sync (or connection) and field."""
+    """Read and validate a project file; every problem names the sync (or connection) and field.
+
+    dbt models (``model: {dbt: NAME}``) come back resolved to the relation the project's manifest names.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such project file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -479,7 +653,7 @@ def load_project(path: str | Path) -> Project:
         project = Project.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe(exc, raw)}") from None
-    return _resolve_paths(project, path.parent)
+    return _resolve_dbt(_resolve_paths(project, path.parent), path)
 
 
 def _resolve_paths(project: Project, base: Path) -> Project:
@@ -491,6 +665,37 @@ def _resolve_paths(project: Project, base: Path) -> Project:
         for name, conn in project.connections.items()
     }
     return project.model_copy(update={"connections": connections})
+
+
+def _resolve_dbt(project: Project, path: Path) -> Project:
+    """Each ``{dbt: NAME}`` model with the relation the manifest names (the manifest is relative to the file)."""
+    from segsync.dbt import Manifest
+
+    named = [sync for sync in project.syncs if isinstance(sync.model, DbtModel)]
+    for sync in named:
+        if sync.model.relation is not None:
+            raise ConfigError(
+                f"{path}: sync '{sync.name}' field 'model.relation': segsync fills it in from the dbt manifest; "
+                f"name the model only ({{dbt: {sync.model.dbt}}})"
+            )
+    if project.dbt is None:
+        if named:
+            raise ConfigError(
+                f"{path}: sync '{named[0].name}' names dbt model '{named[0].model.dbt}', but the project has no "
+                "dbt manifest: add dbt: {manifest: path/to/target/manifest.json}"
+            )
+        return project
+    manifest_path = (path.parent / Path(project.dbt.manifest).expanduser()).resolve()
+    manifest = Manifest.load(manifest_path)
+    syncs = [
+        sync.model_copy(
+            update={"model": sync.model.model_copy(update={"relation": manifest.relation(sync.model.dbt, sync.name)})}
+        )
+        if isinstance(sync.model, DbtModel)
+        else sync
+        for sync in project.syncs
+    ]
+    return project.model_copy(update={"syncs": syncs, "dbt": DbtProject(manifest=str(manifest_path))})
 
 
 def describe(exc: ValidationError, raw: Any = None) -> str:
@@ -513,6 +718,8 @@ def _where(loc: list[Any], raw: Any) -> str:
             item = raw["syncs"][loc[1]]
             name = item.get("name", f"#{loc[1] + 1}") if isinstance(item, dict) else f"#{loc[1] + 1}"
         return f"sync '{name}' field '{_field_path(loc[2:], SYNC_TAGS) or '(whole sync)'}'"
+    if len(loc) >= 2 and loc[0] == "notifications" and isinstance(loc[1], int):
+        return f"notification #{loc[1] + 1} field '{_field_path(loc[2:], ()) or '(whole notification)'}'"
     if len(loc) >= 2 and loc[0] == "connections":
         return f"connection '{loc[1]}' field '{_field_path(loc[2:], CONNECTION_TAGS) or '(whole connection)'}'"
     if not loc:
@@ -523,7 +730,7 @@ def _where(loc: list[Any], raw: Any) -> str:
 
 SYNC_TAGS = ("user", "track", "group")
 CONNECTION_TAGS = ("duckdb", "snowflake", "segment")
-UNION_BRANCHES = ("constrained-str", "Value", "Column", "str")
+UNION_BRANCHES = ("constrained-str", "Value", "Column", "str", "sql", "dbt")
 
 
 def _field_path(loc: list[Any], tags: tuple[str, ...]) -> str:

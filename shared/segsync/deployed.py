@@ -6,6 +6,7 @@ Credentials and region come from the usual AWS chain (``AWS_PROFILE``, ``AWS_REG
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from segsync.config import Project
 from segsync.errors import ConfigError, SegsyncError
-from segsync.store import CONNECTION_KIND, SYNC_KIND, from_item, to_item
+from segsync.store import CONNECTION_KIND, PROJECT_KIND, SYNC_KIND, from_item, project_item_bodies, to_item
 
 REQUIRED_OUTPUTS = {
     "syncs_table": "SyncsTableName",
@@ -26,13 +27,18 @@ REQUIRED_OUTPUTS = {
     "planner_function": "PlannerFunctionName",
 }
 OPTIONAL_OUTPUTS = {"planner_log_group": "PlannerLogGroupName", "dashboard_url": "DashboardUrl"}
-KINDS = (CONNECTION_KIND, SYNC_KIND)
+KINDS = (CONNECTION_KIND, SYNC_KIND, PROJECT_KIND)
 
 ItemKey = tuple[str, str]
 """(kind, name): the syncs table's key."""
 
 
 # ---------------------------------------------------------------------------------------- boundary
+
+
+wait_clock = time.monotonic
+wait_sleep = time.sleep
+"""How ``run --wait`` measures and passes time; tests replace both to follow a run without waiting."""
 
 
 def aws_client(service: str) -> Any:
@@ -112,13 +118,7 @@ def stack_outputs(stack: str) -> StackOutputs:
 
 def project_items(project: Project) -> dict[ItemKey, dict[str, Any]]:
     """The items ``SyncStore.push`` writes for a project, as plain data (what the table would read back)."""
-    items: dict[ItemKey, dict[str, Any]] = {}
-    for name, connection in project.connections.items():
-        body = connection.model_dump(mode="json", by_alias=True, exclude_none=True)
-        items[(CONNECTION_KIND, name)] = {"kind": CONNECTION_KIND, "name": name, **body}
-    for sync in project.syncs:
-        body = sync.model_dump(mode="json", by_alias=True, exclude_none=True)
-        items[(SYNC_KIND, sync.name)] = {"kind": SYNC_KIND, **body}
+    items = {(item["kind"], item["name"]): item for item in project_item_bodies(project)}
     # Through DynamoDB's types and back, so a float or a dropped null compares as the table holds it.
     return {key: from_item(to_item(item)) for key, item in items.items()}
 
@@ -188,12 +188,13 @@ def plan_push(desired: dict[ItemKey, dict[str, Any]], current: dict[ItemKey, dic
 # ---------------------------------------------------------------------------------------- runs
 
 
-def start_run(function: str, sync: str, *, full_resync: bool) -> str:
+def start_run(function: str, sync: str, *, full_resync: bool, run_id: str) -> str:
     """Invoke the planner asynchronously for one sync; returns the invocation's request id.
 
-    The planner records the run (and any failure) in the runs table; nothing waits for it here.
+    The asynchronous invoke answers no run id, so the caller chooses it (``run_id``) and the planner
+    records the run under it: ``segsync.follow`` then finds it in the runs table.
     """
-    event = {"sync": sync, "full_resync": full_resync, "trigger": "manual"}
+    event = {"sync": sync, "full_resync": full_resync, "trigger": "manual", "run_id": run_id}
     with aws_errors(f"invoking planner '{function}'"):
         response = aws_client("lambda").invoke(
             FunctionName=function, InvocationType="Event", Payload=orjson.dumps(event)

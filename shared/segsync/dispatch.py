@@ -42,6 +42,23 @@ class Dispatcher:
                 dispatched.append({"sync": name, "action": action})
         return dispatched
 
+    def dbt_built(self, models: list[str], trigger: str) -> list[dict[str, Any]]:
+        """Start every enabled sync that reads one of ``models`` (a dbt job just built them), each on its own.
+
+        A sync names its model as ``name`` or ``package.name``; a job's models are matched by name.
+        """
+        built = set(models)
+        dispatched = []
+        for name in self._store.sync_names():
+            try:
+                sync = self._store.sync(name)
+            except ConfigError:
+                continue  # an invalid item fails, named, in its own scheduled run
+            if sync.enabled and sync.dbt_model is not None and sync.dbt_model.rsplit(".", 1)[-1] in built:
+                self._invoke({"sync": name, "action": "run", "trigger": trigger})
+                dispatched.append({"sync": name, "action": "run"})
+        return dispatched
+
     def _action(self, name: str) -> str | None:
         sync = self._store.sync(name)
         if not sync.enabled:

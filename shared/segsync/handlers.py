@@ -8,13 +8,14 @@ from functools import cache
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection
 from segsync.dispatch import Dispatcher, Invoke
 from segsync.endpoints import SenderPolicy
 from segsync.errors import ConfigError, SegsyncError
 from segsync.lifecycle import RunLifecycle
+from segsync.notify import Notifier, Topics
 from segsync.observability import logger, metrics
 from segsync.planner import PlanLimits, Planner
 from segsync.queue import ChunkQueue
@@ -25,10 +26,11 @@ from segsync.settings import (
     aws_client,
     aws_endpoint,
     dynamodb_table,
+    sns_client,
     sqs_client,
 )
 from segsync.state import WarehouseState
-from segsync.store import RunStore, SyncStore
+from segsync.store import NotificationLog, RunStore, SyncStore
 from segsync.warehouse import connect
 
 DEADLINE_MARGIN_S = 5.0
@@ -49,6 +51,10 @@ class PlannerEvent(BaseModel):
     sync: str | None = None
     full_resync: bool = False
     trigger: str = "schedule"
+    run_id: str | None = Field(default=None, pattern=r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+    """The id a caller chose for a one-sync run so it can follow it (``segsync run --wait``)."""
+    dbt_models: list[str] | None = None
+    """Models a dbt job just built: start the enabled syncs that read them (``segsync.webhook``)."""
 
 
 def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke | None = None) -> dict[str, Any]:
@@ -73,11 +79,16 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
             events_per_second_cap=settings.segment_events_per_second,
         ),
     )
-    lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds)
+    notifier = _notifier(store, runs, settings)
+    lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds, on_outcome=notifier.run_finished)
     named = request.syncs or ([request.sync] if request.sync else None)
+    if request.dbt_models is not None:
+        dispatcher = Dispatcher(store, runs, invoke or _self_invoker(settings))
+        return {"dispatched": dispatcher.dbt_built(request.dbt_models, request.trigger)}
     if named is None:
-        invoke = invoke or _self_invoker(settings)
-        return {"dispatched": Dispatcher(store, runs, invoke).tick(request.trigger)}
+        dispatched = Dispatcher(store, runs, invoke or _self_invoker(settings)).tick(request.trigger)
+        notifier.check_stale(store.sync_names())
+        return {"dispatched": dispatched}
     results = []
     for name in named:
         logger.append_keys(sync=name)
@@ -86,6 +97,18 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
         else:
             results.append(_run_one(store, lifecycle, name, request))
     return {"runs": [r for r in results if r is not None]}
+
+
+def _notifier(store: SyncStore, runs: RunStore, settings: PlannerSettings) -> Notifier:
+    return Notifier(
+        store,
+        runs,
+        NotificationLog(dynamodb_table(settings.runs_table)),
+        project_file=settings.project_file,
+        topics=Topics(own=settings.notification_topic_arn, extra=settings.extra_notification_topic_arn or None),
+        sns=sns_client,
+        timeout_s=settings.notify_timeout_s,
+    )
 
 
 def _self_invoker(settings: PlannerSettings) -> Invoke:
@@ -114,15 +137,27 @@ def _resolve(store: SyncStore, name: str) -> tuple[Any, DuckDBConnection | Snowf
 
 
 def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: PlannerEvent) -> dict[str, Any] | None:
+    if request.run_id and lifecycle.known(name, request.run_id):
+        # Lambda may deliver an asynchronous invocation twice: the run it asked for exists already.
+        logger.info("run already started", extra={"sync": name, "run_id": request.run_id})
+        return None
     try:
         sync, source, destination = _resolve(store, name)
         with connect(source) as warehouse:
             state = WarehouseState(warehouse, source.state_schema)
             result = lifecycle.start(
-                sync, destination, warehouse, state, trigger=request.trigger, full_resync=request.full_resync
+                sync,
+                destination,
+                warehouse,
+                state,
+                trigger=request.trigger,
+                full_resync=request.full_resync,
+                run_id=request.run_id,
             )
     except SegsyncError as exc:
-        result = lifecycle.record_failure(name, request.trigger, str(exc))
+        result = lifecycle.record_failure(name, request.trigger, str(exc), run_id=request.run_id)
+    if result.status == "skipped" and request.run_id:
+        lifecycle.record_skipped(name, request.trigger, request.run_id, result.error or "")
     metrics.add_metric(name="RowsPlanned", unit="Count", value=result.rows_read)
     metrics.add_metric(name="RowsRejected", unit="Count", value=result.rejected)
     if result.status == "failed":

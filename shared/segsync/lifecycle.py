@@ -24,12 +24,19 @@ class RunLifecycle:
     """Starts, finalizes and abandons runs; the only code that takes or releases a sync's lock."""
 
     def __init__(
-        self, runs: RunStore, planner: Planner, lock_seconds: int, clock: Callable[[], float] = time.time
+        self,
+        runs: RunStore,
+        planner: Planner,
+        lock_seconds: int,
+        clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
         self._runs = runs
         self._planner = planner
         self._lock_seconds = lock_seconds
         self._clock = clock
+        # Called with (sync, run id) once a run is committed, failed or abandoned (notifications).
+        self._on_outcome = on_outcome or (lambda sync, run_id: None)
 
     def start(
         self,
@@ -40,9 +47,13 @@ class RunLifecycle:
         *,
         trigger: str,
         full_resync: bool = False,
+        run_id: str | None = None,
     ) -> PlanResult:
-        """Settle the previous run if it is over, then plan a new one (unless one is still live)."""
-        run_id = new_run_id()
+        """Settle the previous run if it is over, then plan a new one (unless one is still live).
+
+        ``run_id``: the id a caller chose so it can follow the run (``segsync run --wait``); else a new one.
+        """
+        run_id = run_id or new_run_id()
         held = self._runs.acquire_lock(sync.name, run_id, self._lock_seconds)
         if held is not None:
             if not self._settle(sync, state, held):
@@ -72,14 +83,23 @@ class RunLifecycle:
             return None
         return self._finalize(sync, state, lock["run_id"])
 
-    def record_failure(self, sync_name: str, trigger: str, error: str) -> PlanResult:
+    def record_failure(self, sync_name: str, trigger: str, error: str, run_id: str | None = None) -> PlanResult:
         """A run that could not even start (bad sync item, unreachable warehouse) still shows in history."""
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         self._runs.start(sync_name, run_id, trigger)
         self._runs.failed(sync_name, run_id, error)
         result = PlanResult(sync=sync_name, run_id=run_id, status="failed", error=error)
         logger.error("run failed", extra=result.summary())
+        self._on_outcome(sync_name, run_id)
         return result
+
+    def known(self, sync_name: str, run_id: str) -> bool:
+        """Whether a run with this id was started already."""
+        return bool(self._runs.run(sync_name, run_id))
+
+    def record_skipped(self, sync_name: str, trigger: str, run_id: str, reason: str) -> None:
+        """A run someone waits for by id that could not start, because another run of the sync is live."""
+        self._runs.skipped(sync_name, run_id, trigger, reason)
 
     def _settle(self, sync: UserSync | TrackSync, state: WarehouseState, lock: dict[str, Any]) -> bool:
         """Finish the run holding the lock if it can be finished; whether the lock is free now."""
@@ -109,6 +129,7 @@ class RunLifecycle:
         seconds = run["finished_at"] - run["started_at"]
         metrics.add_metric(name="RunSeconds", unit="Seconds", value=round(seconds, 3))
         logger.info("run committed", extra={"sync": sync.name, "run_id": run_id, "committed": committed})
+        self._on_outcome(sync.name, run_id)
         return run
 
     def _abandon(self, sync: UserSync | TrackSync, state: WarehouseState, run: dict[str, Any]) -> None:
@@ -119,6 +140,7 @@ class RunLifecycle:
         state.drop_run(sync.name)
         self._runs.release_lock(sync.name, run["run_id"])
         logger.warning("run abandoned", extra={"sync": sync.name, "run_id": run["run_id"]})
+        self._on_outcome(sync.name, run["run_id"])
 
     def _close(self, sync_name: str, state: WarehouseState, run_id: str) -> None:
         """After a failed plan: history and cleanup where the warehouse allows, and the lock released."""
@@ -129,3 +151,4 @@ class RunLifecycle:
             logger.warning("run history not written", extra={"sync": sync_name, "run_id": run_id, "error": str(exc)})
         finally:
             self._runs.release_lock(sync_name, run_id)
+        self._on_outcome(sync_name, run_id)

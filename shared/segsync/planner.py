@@ -127,7 +127,7 @@ class Planner:
         result = PlanResult(sync=sync.name, run_id=run_id, status="sending")
         try:
             state.ensure()
-            columns = state.model_columns(sync.model)
+            columns = state.model_columns(sync.sql)
             Mapper(sync, [c.name for c in columns])
             rekey_legacy_state(state, sync, destination_id(destination), columns)
             result.diff = state.prepare(sync, destination_id(destination), columns, full_resync=full_resync)

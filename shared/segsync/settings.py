@@ -40,6 +40,14 @@ class PlannerSettings(_EnvSettings):
     sender_max_concurrency: int = Field(default=1, gt=0)
     segment_events_per_second: int | None = Field(default=None, gt=0)
     """The senders' concurrency and pace cap (the sender's own settings): chunks are cut to fit their pace."""
+    notification_topic_arn: str | None = None
+    """The stack's own SNS topic: email notifications go there, and SNS notifications may name it."""
+    extra_notification_topic_arn: str = ""
+    """One more SNS topic notifications may name (a stack parameter; empty: none)."""
+    notify_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    """How long a notification webhook may take to answer: a slow one never holds a run longer."""
+    project_file: str = "segsync.yml"
+    """The project file name notifications quote in the command that shows more."""
     aws_lambda_function_name: str | None = None
     """Set by Lambda itself: the tick invokes this function once per due sync."""
     """How long a run may take before the next one may abandon it (and send its rows again)."""
@@ -65,6 +73,18 @@ class SenderSettings(_EnvSettings):
         return parse_allowed(value) if isinstance(value, str) else value
 
 
+class WebhookSettings(_EnvSettings):
+    """The dbt Cloud webhook's environment: the planner it starts, its secret, dbt Cloud's API."""
+
+    planner_function: str = Field(min_length=1)
+    dbt_cloud_secret: str = Field(min_length=1)
+    """Secrets Manager name of {"webhook_secret": ..., "api_token": ...}."""
+    dbt_cloud_api: str = Field(default="https://cloud.getdbt.com", pattern=r"^https?://[^/\s]+/?$")
+    """The account's dbt Cloud host (cloud.getdbt.com, emea.dbt.com, ACCOUNT_PREFIX.us1.dbt.com, ...)."""
+    webhook_max_age_s: int = Field(default=300, ge=30, le=3600)
+    """A delivery signed longer ago than this is refused as a replay."""
+
+
 @cache
 def aws_resource(service: str, endpoint: str | None, region: str | None) -> Any:
     """One boto3 resource per (service, endpoint, region): created once per warm container."""
@@ -88,3 +108,7 @@ def dynamodb_table(name: str) -> Any:
 
 def sqs_client() -> Any:
     return aws_client("sqs", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION"))
+
+
+def sns_client() -> Any:
+    return aws_client("sns", aws_endpoint(), os.environ.get("AWS_DEFAULT_REGION"))

@@ -164,7 +164,7 @@ class WarehouseState:
                 f"WHEN s.ROW_HASH <> k.{ROW_HASH} THEN 'changed' ELSE 'unchanged' END"
             )
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
-        model = f"SELECT * FROM (\n{nested(sync.model)}\n) AS src{cursor_filter}"
+        model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
         return (
             f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n"
             f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"

@@ -11,12 +11,30 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from segsync.config import Project, parse_connection, parse_sync
+from segsync.config import Notification, Project, parse_connection, parse_notifications, parse_sync
 from segsync.errors import ConfigError
 
 RUN_TTL_S = 30 * 24 * 3600
 SYNC_KIND = "sync"
 CONNECTION_KIND = "connection"
+PROJECT_KIND = "project"
+NOTIFICATIONS = "notifications"
+"""The project-level item (kind ``project``) holding the project file's ``notifications:``."""
+
+
+def project_item_bodies(project: Project) -> list[dict[str, Any]]:
+    """The items a project file becomes in the syncs table, as plain data: connections, syncs, notifications.
+
+    The notifications item is written even when empty, so removing them from the file removes them here.
+    """
+    items = [
+        {"kind": CONNECTION_KIND, "name": name, **c.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        for name, c in project.connections.items()
+    ]
+    items += [{"kind": SYNC_KIND, **s.model_dump(mode="json", by_alias=True, exclude_none=True)} for s in project.syncs]
+    notifications = [n.model_dump(mode="json", exclude_defaults=True) for n in project.notifications]
+    items.append({"kind": PROJECT_KIND, "name": NOTIFICATIONS, NOTIFICATIONS: notifications})
+    return items
 
 
 def to_item(data: Any, top: bool = True) -> Any:
@@ -51,14 +69,15 @@ class SyncStore:
         self._table = table
 
     def push(self, project: Project) -> None:
-        """Write every connection and sync of a project file (already validated)."""
+        """Write every connection, sync and the notifications of a project file (already validated)."""
         with self._table.batch_writer() as batch:
-            for name, connection in project.connections.items():
-                body = connection.model_dump(mode="json", by_alias=True, exclude_none=True)
-                batch.put_item(Item=to_item({"kind": CONNECTION_KIND, "name": name, **body}))
-            for sync in project.syncs:
-                body = sync.model_dump(mode="json", by_alias=True, exclude_none=True)
-                batch.put_item(Item=to_item({"kind": SYNC_KIND, **body}))
+            for item in project_item_bodies(project):
+                batch.put_item(Item=to_item(item))
+
+    def notifications(self) -> list[Notification]:
+        """The project's notifications (none if never pushed); a bad item raises ConfigError naming the field."""
+        item = self._get(PROJECT_KIND, NOTIFICATIONS)
+        return [] if item is None else parse_notifications(item.get(NOTIFICATIONS, []))
 
     def sync(self, name: str) -> Any:
         """Read and validate one sync; a bad item raises ConfigError naming the field."""
@@ -242,6 +261,29 @@ class RunStore:
             }
         )
 
+    def skipped(self, sync: str, run_id: str, trigger: str, reason: str) -> None:
+        """Record a requested run that did not start; never over a run item that exists (a duplicate invoke)."""
+        now = self._clock()
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"sync#{sync}",
+                    "sk": f"run#{run_id}",
+                    "sync": sync,
+                    "run_id": run_id,
+                    "trigger": trigger,
+                    "status": "skipped",
+                    "error": reason,
+                    "started_at": Decimal(str(round(now, 3))),
+                    "finished_at": Decimal(str(round(now, 3))),
+                    "expires_at": int(now) + RUN_TTL_S,
+                },
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     def planned(self, sync: str, run_id: str, *, chunks: int, **counts: int | float) -> None:
         """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``.
 
@@ -405,14 +447,65 @@ class RunStore:
         )
         return [from_item(item) for item in page["Items"]]
 
-    def rejections(self, run_id: str) -> list[dict[str, Any]]:
+    def rejections(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A run's rejected records (the first ``limit`` of them, or all)."""
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(f"run#{run_id}") & Key("sk").begins_with("rejected#")
         }
-        while True:
+        while limit is None or len(items) < limit:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(items)
             page = self._table.query(**kwargs)
             items.extend(from_item(item) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
-                return items
+                break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items
+
+
+class NotificationLog:
+    """In the runs table: which notifications were sent (each once) and when each sync last committed.
+
+    ``pk = sync#NAME``: ``sk = notified#RUN#EVENT#DESTINATION`` claims one message (with the runs' TTL);
+    ``sk = health`` keeps the last committed run and when segsync started watching the sync (no TTL: a
+    sync stale for longer than the runs are kept must still count as stale).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def claim(self, sync: str, run_id: str, event: str, destination: str) -> bool:
+        """Record that this message is being sent; False if it was already (a retried finalize, a duplicate tick)."""
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"sync#{sync}",
+                    "sk": f"notified#{run_id}#{event}#{destination}",
+                    "expires_at": int(time.time()) + RUN_TTL_S,
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def committed(self, sync: str, run_id: str, at: float) -> None:
+        self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": "health"},
+            UpdateExpression="SET last_committed_at = :at, last_committed_run = :run, "
+            "watch_since = if_not_exists(watch_since, :at)",
+            ExpressionAttributeValues={":at": Decimal(str(round(at, 3))), ":run": run_id},
+        )
+
+    def health(self, sync: str, now: float) -> dict[str, Any]:
+        """The sync's ``last_committed_at``/``last_committed_run`` (if any) and ``watch_since`` (set now if new)."""
+        item = self._table.update_item(
+            Key={"pk": f"sync#{sync}", "sk": "health"},
+            UpdateExpression="SET watch_since = if_not_exists(watch_since, :now)",
+            ExpressionAttributeValues={":now": Decimal(str(round(now, 3)))},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return from_item(item)

@@ -31,7 +31,7 @@ def rekey_legacy_state(state: WarehouseState, sync: AnySync, destination: str, c
     key = state.column(sync.key, columns, sync.name, "key")
     hashed = ", ".join(f"COALESCE(CAST(k.{d.quote(c)} AS VARCHAR), {LEGACY_NULL})" for c in source_columns(sync, names))
     legacy_hash = f"MD5(CONCAT_WS(CHR(31), {d.literal(mapping_fingerprint(sync))}, {hashed}))"
-    model = f"SELECT * FROM (\n{nested(sync.model)}\n) AS src"
+    model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
     # The key column's raw value sits among the model columns of the keyed rows (``k``).
     state.warehouse.execute(
         f"MERGE INTO {state.state_table} AS s USING (\n"

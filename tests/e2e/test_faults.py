@@ -35,7 +35,7 @@ from segsync.cli import main
 from segsync.config import Project, load_project
 from segsync.local.capture import CaptureServer, FaultPlan, read_captured
 from segsync.local.driver import LambdaContext, LocalDriver, load_handler
-from segsync.local.run import SyncSummary, project_endpoints, run_local, summarize
+from segsync.local.run import project_endpoints, run_local
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, LocalStack, local_stack
 from segsync.mapping import Mapped, Mapper, row_message_id
 from segsync.queue import ChunkQueue
@@ -43,6 +43,7 @@ from segsync.segment import SegmentClient
 from segsync.sender import ChunkOutcome, RateLimiter, Sender
 from segsync.state import WarehouseState
 from segsync.store import RunStore, SyncStore
+from segsync.summary import SyncSummary, summarize
 from segsync.warehouse.duckdb import DuckDBWarehouse
 
 from ..conftest import point_at
@@ -122,8 +123,8 @@ def expected_messages(project: Project, syncs: list[str]) -> dict[str, tuple[str
         sync = project.sync(name)
         with DuckDBWarehouse(project.connections[sync.source], read_only=True) as warehouse:
             state = WarehouseState(warehouse, "SEGSYNC")
-            columns = state.model_columns(sync.model)
-            keyed = state.keyed(sync, columns, f"SELECT * FROM ({sync.model}) AS src")
+            columns = state.model_columns(sync.sql)
+            keyed = state.keyed(sync, columns, f"SELECT * FROM ({sync.sql}) AS src")
             rows = [row for batch in warehouse.stream(keyed, 10_000) for row in batch.rows]
         mapper = Mapper(sync, [c.name for c in columns])
         for key, _, row_hash, *values in rows:

@@ -92,6 +92,7 @@ def test_push_writes_the_project_into_the_stacks_syncs_table(stack, project_file
         {"kind": "connection", "name": "warehouse"},
         {"kind": "sync", "name": "demo-events"},
         {"kind": "sync", "name": "demo-users"},
+        {"kind": "project", "name": "notifications"},
     ]
     assert _items(stack) == deployed.project_items(load_project(project_file))
 
@@ -107,7 +108,7 @@ def test_pushing_the_same_file_again_writes_nothing(stack, project_file, capsys)
     # Then the diff is empty and it says so
     out = capsys.readouterr().out
     assert code == 0
-    assert "= 4 unchanged" in out and "up to date: nothing to write" in out
+    assert "= 5 unchanged" in out and "up to date: nothing to write" in out
 
 
 def test_push_shows_changes_and_keeps_items_missing_from_the_file_unless_pruning(stack, project_file, capsys):
@@ -151,7 +152,7 @@ def test_push_asks_before_writing_and_a_no_writes_nothing(stack, project_file, c
     # Then the question was asked on stderr, the answer respected, and nothing written
     captured = capsys.readouterr()
     assert code == 2
-    assert "write 4 and delete 0 item(s) in " in captured.err
+    assert "write 5 and delete 0 item(s) in " in captured.err
     assert "nothing written: not confirmed" in captured.err
     assert _items(stack) == {}
 
@@ -159,7 +160,7 @@ def test_push_asks_before_writing_and_a_no_writes_nothing(stack, project_file, c
 def test_push_writes_after_a_yes(stack, project_file, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", Terminal("y\n"))
     assert main(["push", str(project_file), "--stack", STACK]) == 0
-    assert len(_items(stack)) == 4
+    assert len(_items(stack)) == 5
 
 
 def test_push_without_a_terminal_needs_yes(stack, project_file, capsys, monkeypatch):
@@ -249,9 +250,20 @@ def pushed(stack, project_file, capsys) -> deployed.StackOutputs:
     return stack
 
 
-def test_run_invokes_the_planner_asynchronously_for_the_named_sync(pushed, lambda_stub, capsys):
-    # Given Lambda accepts one asynchronous invocation of the stack's planner with a manual run request
-    payload = orjson.dumps({"sync": "demo-users", "full_resync": True, "trigger": "manual"})
+RUN_ID = "20261201T101010Z-abc123"
+
+
+@pytest.fixture
+def run_id(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The run id the CLI chooses (and passes to the planner), fixed so the invoke's payload is known."""
+    monkeypatch.setattr("segsync.commands.aws.new_run_id", lambda: RUN_ID)
+    return RUN_ID
+
+
+def test_run_invokes_the_planner_asynchronously_for_the_named_sync(pushed, lambda_stub, run_id, capsys):
+    # Given Lambda accepts one asynchronous invocation of the stack's planner with a manual run request,
+    # carrying the run id the CLI chose (the asynchronous invoke answers none)
+    payload = orjson.dumps({"sync": "demo-users", "full_resync": True, "trigger": "manual", "run_id": run_id})
     lambda_stub.add_response(
         "invoke",
         {"StatusCode": 202, "ResponseMetadata": {"RequestId": "req-42", "HTTPStatusCode": 202}},
@@ -268,14 +280,15 @@ def test_run_invokes_the_planner_asynchronously_for_the_named_sync(pushed, lambd
         "ok": True,
         "stack": STACK,
         "sync": "demo-users",
+        "run_id": run_id,
         "full_resync": True,
         "function": PLANNER,
         "request_id": "req-42",
     }
 
 
-def test_run_tells_where_to_follow_the_run(pushed, lambda_stub, capsys):
-    payload = orjson.dumps({"sync": "demo-events", "full_resync": False, "trigger": "manual"})
+def test_run_tells_where_to_follow_the_run(pushed, lambda_stub, run_id, capsys):
+    payload = orjson.dumps({"sync": "demo-events", "full_resync": False, "trigger": "manual", "run_id": run_id})
     lambda_stub.add_response(
         "invoke",
         {"StatusCode": 202, "ResponseMetadata": {"RequestId": "req-7", "HTTPStatusCode": 202}},
@@ -285,7 +298,7 @@ def test_run_tells_where_to_follow_the_run(pushed, lambda_stub, capsys):
     assert main(["run", "demo-events", "--stack", STACK]) == 0
 
     out = capsys.readouterr().out
-    assert f"started a run of sync 'demo-events' on stack {STACK}" in out
+    assert f"started a run of sync 'demo-events' on stack {STACK}: run {run_id}" in out
     assert f"planner: {PLANNER} (request req-7)" in out
     assert "aws logs tail segsync-test-PlannerLogGroup-abc --follow" in out
 
@@ -344,3 +357,43 @@ def test_run_takes_either_a_local_file_or_a_stack(project_file, capsys):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 2
+
+
+def test_push_shows_the_relation_of_each_dbt_model_and_stores_it(stack, tmp_path, capsys):
+    # Given a project whose sync names a dbt model, and the manifest dbt wrote
+    from ..dbt_warehouse import MANIFEST
+
+    project = {
+        "dbt": {"manifest": str(MANIFEST)},
+        "connections": {
+            "warehouse": {"type": "snowflake", "account": "xy1", "user": "U", "credentials": {"secret": "w"}},
+            "segment": {"type": "segment", "write_key": {"secret": "segsync/segment/prod"}},
+        },
+        "syncs": [
+            {
+                "name": "users",
+                "object": "user",
+                "source": "warehouse",
+                "destination": "segment",
+                "model": {"dbt": "dim_users"},
+                "key": "user_id",
+            }
+        ],
+        "notifications": [{"webhook": {"secret": "segsync/notify/slack"}, "on": ["failed"]}],
+    }
+    path = tmp_path / "segsync.yml"
+    path.write_text(yaml.safe_dump(project))
+
+    # When it is pushed
+    code = main(["push", str(path), "--stack", STACK, "--yes"])
+
+    # Then the push says which relation the model resolved to, and the item holds it (the planner never
+    # needs the manifest), as does the notifications item its entries
+    out = capsys.readouterr().out
+    assert code == 0
+    assert """  sync 'users': dbt model dim_users → "warehouse"."main"."dim_users\"""" in out
+    items = _items(stack)
+    assert items[("sync", "users")]["model"] == {"dbt": "dim_users", "relation": '"warehouse"."main"."dim_users"'}
+    assert items[("project", "notifications")]["notifications"] == [
+        {"webhook": {"secret": "segsync/notify/slack"}, "on": ["failed"]}
+    ]

@@ -141,7 +141,7 @@ def _key_text(warehouse: Warehouse, case: Case) -> str:
     _table(warehouse, case)
     state = WarehouseState(warehouse, "SEGSYNC")
     sync = _sync(USERS)
-    rows = [row for batch in warehouse.stream(state.keyed(sync, state.model_columns(sync.model), sync.model), 10)
+    rows = [row for batch in warehouse.stream(state.keyed(sync, state.model_columns(sync.sql), sync.sql), 10)
             for row in batch.rows]  # fmt: skip
     assert len(rows) == 1 and rows[0][1] == 1
     return rows[0][0]
@@ -194,7 +194,7 @@ class Pipeline:
 
     def due(self, sync) -> int:
         """How many rows the next run would send (its diff, without sending)."""
-        diff = self.state.prepare(sync, destination_id(self.destination), self.state.model_columns(sync.model),
+        diff = self.state.prepare(sync, destination_id(self.destination), self.state.model_columns(sync.sql),
                                   full_resync=False)  # fmt: skip
         self.state.drop_run(sync.name)
         return diff.new + diff.changed

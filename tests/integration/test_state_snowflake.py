@@ -53,7 +53,7 @@ def test_snowflake_diff_commit_and_rediff(warehouse):
     state = WarehouseState(warehouse, "SEGSYNC")
     state.ensure()
     sync = _sync()
-    columns = state.model_columns(sync.model)
+    columns = state.model_columns(sync.sql)
 
     # When the first run diffs and commits
     first = state.prepare(sync, DESTINATION, columns, full_resync=False)
@@ -84,7 +84,7 @@ def test_snowflake_history_and_rejected_records_are_queryable(warehouse):
     state = WarehouseState(warehouse, "SEGSYNC")
     state.ensure()
     sync = _sync()
-    state.prepare(sync, DESTINATION, state.model_columns(sync.model), full_resync=False)
+    state.prepare(sync, DESTINATION, state.model_columns(sync.sql), full_resync=False)
     state.commit(sync, DESTINATION, "run-1", [{"row_key": "7", "field": "userId", "reason": "empty"}])
     state.record_history({"sync": "customers", "run_id": "run-1", "status": "committed", "committed": 49})
 

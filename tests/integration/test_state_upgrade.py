@@ -58,7 +58,7 @@ def test_an_upgrade_rekeys_legacy_state_and_resends_only_what_changed(legacy):
     # Given state written by 0.1, When the current version opens the schema and diffs the sync
     state = WarehouseState(legacy, "SEGSYNC")
     state.ensure()
-    columns = state.model_columns(SYNC.model)
+    columns = state.model_columns(SYNC.sql)
     rekeyed = rekey_legacy_state(state, SYNC, DESTINATION, columns)
     diff = state.prepare(SYNC, DESTINATION, columns, full_resync=False)
 
@@ -87,4 +87,4 @@ def test_a_fresh_schema_starts_at_the_current_version_with_nothing_to_rekey(tmp_
 
         # Then it is at the current version, and there is no legacy state to re-key
         assert warehouse.query(f"SELECT MAX(VERSION) FROM {state.version_table}") == [(SCHEMA_VERSION,)]
-        assert not rekey_legacy_state(state, SYNC, DESTINATION, state.model_columns(SYNC.model))
+        assert not rekey_legacy_state(state, SYNC, DESTINATION, state.model_columns(SYNC.sql))

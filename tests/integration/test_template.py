@@ -44,7 +44,7 @@ for resource in template["Resources"].values():
 json.dump({"source": source, "translated": transform(template, {}, NoManagedPolicies())}, sys.stdout)
 """
 
-DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:", "lambda:")
+DATA_SERVICES = ("dynamodb:", "sqs:", "secretsmanager:", "lambda:", "sns:")
 LIBRARY = ROOT / "shared" / "segsync"
 METRIC_CALL = re.compile(r"add_metric\(\s*name=\"(\w+)\"")
 # Managed policies SAM may attach; anything else (e.g. AWSLambdaSQSQueueExecutionRole, which may
@@ -397,9 +397,10 @@ def test_the_planner_may_invoke_itself_and_nothing_else(resources):
     }
 
     # Then the planner may invoke itself (the tick fans out one invocation per due sync), the schedule
-    # may invoke the planner, and nobody may invoke anything else (the sender nothing at all)
+    # and the dbt Cloud webhook may invoke the planner, and nobody may invoke anything else (the sender
+    # nothing at all)
     planner_arn = json.dumps([{"Fn::GetAtt": ["PlannerFunction", "Arn"]}])
-    assert invokers == {(planner_role, planner_arn), (scheduler_role, planner_arn)}
+    assert invokers == {(planner_role, planner_arn), (scheduler_role, planner_arn), ("WebhookRole", planner_arn)}
 
 
 def test_the_fan_out_grant_is_not_a_circular_reference(resources):
@@ -643,7 +644,16 @@ EXPECTED_GRANTS = {
         "ChunkQueue": ["sqs:SendMessage*"],
         "PlannerFailureQueue": ["sqs:SendMessage"],
         "WarehouseSecretsPrefix": ["secretsmanager:GetSecretValue"],
+        "NotificationSecretsPrefix": ["secretsmanager:GetSecretValue"],
+        # the stack's own topic, and ExtraNotificationTopicArn when given (test_the_planner_may_publish_only...)
+        "NotificationTopic": ["sns:Publish"],
         "PlannerFunction": ["lambda:InvokeFunction"],
+    },
+    "WebhookRole": {
+        "WebhookLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "*": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+        "PlannerFunction": ["lambda:InvokeFunction"],
+        "DbtCloudSecretName": ["secretsmanager:GetSecretValue"],
     },
     "PlannerFunctionTickRole": {
         "PlannerFunction": ["lambda:InvokeFunction"],
@@ -652,6 +662,10 @@ EXPECTED_GRANTS = {
 }
 TARGETS = (
     "SenderLogGroup",
+    "WebhookLogGroup",
+    "NotificationSecretsPrefix",
+    "NotificationTopic",
+    "DbtCloudSecretName",
     "PlannerFailureQueue",
     "ScheduleDeadLetterQueue",
     "ChunkQueue",
@@ -802,3 +816,118 @@ def test_chunks_are_cut_for_the_senders_timeout_and_batch_size(resources):
     assert mapping["BatchSize"] == SENDER_BATCH_SIZE
     assert planner["SENDER_MAX_CONCURRENCY"] == {"Ref": "SenderMaxConcurrency"}
     assert planner["SEGMENT_EVENTS_PER_SECOND"] == {"Ref": "SegmentEventsPerSecond"}
+
+
+# ---------------------------------------------------------------------------------------- notifications
+
+
+def test_only_the_planner_reads_notification_webhook_secrets(resources):
+    readers = _roles_granting(resources, "secretsmanager:GetSecretValue", "${NotificationSecretsPrefix}*")
+    assert readers == {_role_of(resources, "PlannerFunction")}
+
+
+def test_the_planner_may_publish_only_to_the_stacks_topic_and_the_one_parameter_topic(resources):
+    # Given every grant of sns:Publish in the stack
+    publishers = [(role, targets) for role, actions, targets in _grants(resources) if "sns:Publish" in actions]
+
+    # When / Then the planner alone may publish, and only to its own topic and ExtraNotificationTopicArn (when
+    # given): a topic named in a notifications item is input, never a grant
+    assert publishers == [
+        (
+            _role_of(resources, "PlannerFunction"),
+            [
+                {
+                    "Fn::If": [
+                        "HasExtraNotificationTopic",
+                        [{"Ref": "NotificationTopic"}, {"Ref": "ExtraNotificationTopicArn"}],
+                        [{"Ref": "NotificationTopic"}],
+                    ]
+                }
+            ],
+        )
+    ]
+    planner = _env(resources, "PlannerFunction")
+    assert planner["NOTIFICATION_TOPIC_ARN"] == {"Ref": "NotificationTopic"}
+    assert planner["EXTRA_NOTIFICATION_TOPIC_ARN"] == {"Ref": "ExtraNotificationTopicArn"}
+
+
+def test_the_email_subscription_filters_on_the_attribute_the_planner_sets(resources):
+    from segsync.notify import EMAIL_ATTRIBUTE
+
+    # Given the optional email subscription and the topic
+    subscription = resources["NotificationEmailSubscription"]
+    properties = subscription["Properties"]
+
+    # When / Then it exists only with an address, on the stack's topic, and receives only its own messages
+    assert subscription["Condition"] == "HasNotificationEmail"
+    assert (properties["TopicArn"], properties["Protocol"]) == ({"Ref": "NotificationTopic"}, "email")
+    assert properties["FilterPolicyScope"] == "MessageAttributes"
+    assert properties["FilterPolicy"] == {EMAIL_ATTRIBUTE: [{"Ref": "NotificationEmail"}]}
+    assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+# ---------------------------------------------------------------------------------------- dbt Cloud webhook
+
+
+def test_the_dbt_cloud_webhook_is_off_unless_enabled(templates, resources):
+    # Given the webhook's parameter and every resource the translation made for it
+    parameter = templates["source"]["Parameters"]["DbtCloudWebhook"]
+    webhook = {name: r for name, r in resources.items() if name.startswith("Webhook")}
+
+    # When / Then it is disabled by default, and each of its resources exists only when it is enabled
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("disabled", ["enabled", "disabled"])
+    assert templates["translated"]["Conditions"]["HasDbtCloudWebhook"] == {
+        "Fn::Equals": [{"Ref": "DbtCloudWebhook"}, "enabled"]
+    }
+    assert {"WebhookFunction", "WebhookRole", "WebhookLogGroup", "WebhookFunctionUrl"} <= set(webhook)
+    assert {name: r.get("Condition") for name, r in webhook.items()} == dict.fromkeys(webhook, "HasDbtCloudWebhook")
+    assert templates["translated"]["Outputs"]["DbtCloudWebhookUrl"]["Condition"] == "HasDbtCloudWebhook"
+
+
+def test_the_webhook_may_only_start_the_planner_and_read_its_own_secret(resources):
+    # Given the webhook function's role
+    role = _of_type(resources, "AWS::IAM::Role")[_role_of(resources, "WebhookFunction")]
+
+    # When we list its grants
+    grants = sorted((tuple(actions), json.dumps(targets)) for actions, targets in _statements(role))
+
+    # Then it writes its logs and traces, invokes the planner and reads its one secret: no table, queue or
+    # other secret (the planner maps models to syncs)
+    secret = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${DbtCloudSecretName}-??????"
+    assert grants == sorted(
+        [
+            (("logs:CreateLogStream", "logs:PutLogEvents"), json.dumps([{"Fn::GetAtt": ["WebhookLogGroup", "Arn"]}])),
+            (("xray:PutTraceSegments", "xray:PutTelemetryRecords"), json.dumps(["*"])),
+            (("lambda:InvokeFunction",), json.dumps([{"Fn::GetAtt": ["PlannerFunction", "Arn"]}])),
+            (("secretsmanager:GetSecretValue",), json.dumps([{"Fn::Sub": secret}])),
+        ]
+    )
+    assert role.get("ManagedPolicyArns", []) == []
+
+
+def test_the_webhook_url_is_public_because_the_signature_is_its_authentication(resources):
+    # Given the function URL and the permissions SAM made for it
+    url = resources["WebhookFunctionUrl"]["Properties"]
+    permissions = [
+        p
+        for p in _of_type(resources, "AWS::Lambda::Permission").values()
+        if p["FunctionName"] == {"Ref": "WebhookFunction"}
+    ]
+
+    # When / Then anyone may call the URL (dbt Cloud has no AWS identity), and only through the URL
+    assert url == {"TargetFunctionArn": {"Ref": "WebhookFunction"}, "AuthType": "NONE"}
+    assert sorted((p["Action"], p.get("FunctionUrlAuthType"), p.get("InvokedViaFunctionUrl")) for p in permissions) == [
+        ("lambda:InvokeFunction", None, True),
+        ("lambda:InvokeFunctionUrl", "NONE", None),
+    ]
+
+
+def test_the_webhook_gets_the_settings_it_reads(resources):
+    from segsync.settings import WebhookSettings
+
+    env = _env(resources, "WebhookFunction")
+    assert env["PLANNER_FUNCTION"] == {"Ref": "PlannerFunction"}
+    assert env["DBT_CLOUD_SECRET"] == {"Ref": "DbtCloudSecretName"}
+    assert env["DBT_CLOUD_API"] == {"Ref": "DbtCloudApiBase"}
+    required = {name.upper() for name, field in WebhookSettings.model_fields.items() if field.is_required()}
+    assert required <= set(env)

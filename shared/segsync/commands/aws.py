@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from segsync import deployed
-from segsync.commands import EXIT_OK, print_json
+from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, dbt_lines, dbt_models, print_json
 from segsync.config import load_project
 from segsync.errors import ConfigError
-from segsync.store import SyncStore
+from segsync.follow import follow
+from segsync.planner import new_run_id
+from segsync.store import RunStore, SyncStore
+from segsync.summary import summarize
+
+WAIT_EXIT_CODES = {"committed": EXIT_OK, "timeout": EXIT_TIMEOUT, "not started": EXIT_TIMEOUT}
+"""Every other outcome (failed, abandoned, skipped) is EXIT_RUN_FAILED."""
 
 
 def register(commands: Any) -> None:
@@ -42,8 +49,11 @@ def push_project(args: argparse.Namespace) -> int:
         plan = deployed.plan_push(deployed.project_items(project), deployed.table_items(table))
     deletes = plan.removed if args.prune else []
     to_do = plan.writes + len(deletes)
+    models = dbt_models(project)
     if not args.json:
         _print_plan(outputs, plan, prune=args.prune)
+        for line in dbt_lines(models):
+            print(line)
     written = False
     if to_do and not args.dry_run:
         if not args.yes and not _confirm(
@@ -67,23 +77,28 @@ def push_project(args: argparse.Namespace) -> int:
                 "unchanged": plan.unchanged,
                 "pruned": [_key(k) for k in deletes] if written else [],
                 "written": written,
+                "dbt_models": models,
             }
         )
     elif not to_do:
         print("up to date: nothing to write")
     elif written:
-        print(f"wrote {len(project.connections) + len(project.syncs)} item(s), deleted {len(deletes)}")
+        print(f"wrote {len(deployed.project_items(project))} item(s), deleted {len(deletes)}")
     else:
         print("dry run: nothing written")
     return EXIT_OK
 
 
 def run_in_stack(args: argparse.Namespace) -> int:
-    """Start one sync's run in the stack: the planner is invoked asynchronously and records the run."""
+    """Start one sync's run in the stack (the planner, invoked asynchronously, records it); with --wait follow it."""
     if args.syncs:
         raise ConfigError(
             "with --stack, name the one sync as TARGET (segsync run NAME --stack STACK); --sync is for --local"
         )
+    if args.timeout is not None and not args.wait:
+        raise ConfigError("--timeout is how long --wait waits: pass --wait too")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout:g}: give a number of seconds above 0")
     name = str(args.file)
     outputs = deployed.stack_outputs(args.stack)
     # Refuse at once what the planner would only fail later, out of sight: a missing or invalid item.
@@ -92,21 +107,23 @@ def run_in_stack(args: argparse.Namespace) -> int:
             sync = SyncStore(deployed.aws_table(outputs.syncs_table)).sync(name)
         except ConfigError as exc:
             raise ConfigError(f"stack '{outputs.stack}': {exc}") from None
-    request_id = deployed.start_run(outputs.planner_function, name, full_resync=args.full_resync)
+    run_id = new_run_id()
+    request_id = deployed.start_run(outputs.planner_function, name, full_resync=args.full_resync, run_id=run_id)
+    started = {
+        "stack": outputs.stack,
+        "sync": name,
+        "run_id": run_id,
+        "full_resync": args.full_resync,
+        "function": outputs.planner_function,
+        "request_id": request_id,
+    }
+    if args.wait:
+        return _wait(outputs, started, args)
     if args.json:
-        print_json(
-            {
-                "ok": True,
-                "stack": outputs.stack,
-                "sync": name,
-                "full_resync": args.full_resync,
-                "function": outputs.planner_function,
-                "request_id": request_id,
-            }
-        )
+        print_json({"ok": True, **started})
         return EXIT_OK
     kind = "full resync" if args.full_resync else "run"
-    print(f"started a {kind} of sync '{name}' on stack {outputs.stack}")
+    print(f"started a {kind} of sync '{name}' on stack {outputs.stack}: run {run_id}")
     if not sync.enabled:
         print(f"note: sync '{name}' is disabled; a run asked for by name runs anyway, the schedule skips it")
     print(f"  planner: {outputs.planner_function} (request {request_id})")
@@ -114,6 +131,44 @@ def run_in_stack(args: argparse.Namespace) -> int:
     if outputs.planner_log_group:
         print(f"  logs:    aws logs tail {outputs.planner_log_group} --follow")
     return EXIT_OK
+
+
+def _wait(outputs: deployed.StackOutputs, started: dict[str, Any], args: argparse.Namespace) -> int:
+    """Follow the run to its outcome: progress on stderr, the outcome on stdout; the exit code says which."""
+    sync, run_id = started["sync"], started["run_id"]
+    sys.stderr.write(f"waiting for run {run_id} of sync '{sync}' on stack {outputs.stack}\n")
+    with deployed.aws_errors(f"runs table '{outputs.runs_table}'"):
+        runs = RunStore(deployed.aws_table(outputs.runs_table))
+        followed = follow(
+            runs,
+            sync,
+            run_id,
+            timeout_s=args.timeout,
+            on_progress=lambda line: sys.stderr.write(line + "\n"),
+            clock=deployed.wait_clock,
+            sleep=deployed.wait_sleep,
+        )
+        summary = asdict(summarize(runs, sync, run_id)) if followed.run else {}
+    code = WAIT_EXIT_CODES.get(followed.outcome, EXIT_RUN_FAILED)
+    if args.json:
+        print_json({"ok": code == EXIT_OK, **started, **summary, "outcome": followed.outcome})
+        return code
+    if followed.outcome == "timeout":
+        print(f"run {run_id} of sync '{sync}': no outcome after {followed.seconds:.0f} s (it goes on; exit 3)")
+    elif followed.outcome == "not started":
+        print(
+            f"run {run_id} of sync '{sync}': the planner has not recorded it after {followed.seconds:.0f} s; "
+            f"see its logs ({outputs.planner_log_group or outputs.planner_function})"
+        )
+    else:
+        print(
+            f"run {run_id} of sync '{sync}' {followed.outcome}: {summary['rows_read']:,} rows read, "
+            f"{summary['sent']:,} sent, {summary['rejected']:,} rejected, {summary['committed']:,} committed "
+            f"({summary['seconds']:.1f} s)"
+        )
+        if summary.get("error"):
+            print(f"  {summary['error']}")
+    return code
 
 
 def _print_plan(outputs: deployed.StackOutputs, plan: deployed.PushPlan, *, prune: bool) -> None:

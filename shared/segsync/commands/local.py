@@ -60,6 +60,18 @@ def register(commands: Any) -> None:
         default=CAPTURE_PORT,
         help="with --faults: the capture endpoint's port (fixed, so a rehearsal's state stays the same)",
     )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --stack: follow the run to its outcome, printing progress on stderr; exit 0 committed, "
+        "1 failed, abandoned or skipped, 3 timeout",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: give up waiting after this long (exit 3; the run goes on)",
+    )
     run.add_argument("--json", action="store_true", help="machine-readable summary")
     run.set_defaults(command=lambda args: run_in_stack(args) if args.stack and not args.faults else run_project(args))
 
@@ -89,10 +101,12 @@ def run_project(args: argparse.Namespace) -> int:
 
     if args.stack:
         raise ConfigError("--faults rehearses on a local stack (--local), not in a deployed one")
+    if args.wait or args.timeout is not None:
+        raise ConfigError("--wait and --timeout follow a run in a deployed stack (--stack); --local always waits")
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
     if faults is None:
-        report = run_local(project, args.syncs, full_resync=args.full_resync)
+        report = run_local(project, args.syncs, full_resync=args.full_resync, project_file=str(args.file))
         return _report(report, args, extra={})
     captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
     saved = os.environ.get(REHEARSAL_KEY_ENV)

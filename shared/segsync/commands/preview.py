@@ -118,10 +118,10 @@ def preview_sync(sync: AnySync, state: WarehouseState, *, limit: int, key: str |
     """
     started = time.monotonic()
     result = Preview(sync=sync.name, object=sync.object)
-    columns = state.model_columns(sync.model)
+    columns = state.model_columns(sync.sql)
     result.columns = [c.name for c in columns]
     mapper = Mapper(sync, result.columns)
-    model = f"SELECT * FROM (\n{nested(sync.model)}\n) AS src"
+    model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
     for batch in state.warehouse.stream(state.keyed(sync, columns, model), FETCH_ROWS):
         for raw in batch.rows:
             row_key, key_count, row_hash = raw[:KEYED_COLUMNS]

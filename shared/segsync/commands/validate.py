@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from segsync.commands import EXIT_OK, print_json
+from segsync.commands import EXIT_OK, dbt_lines, dbt_models, print_json
 from segsync.config import load_project
 
 
@@ -19,8 +19,19 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     project = load_project(args.file)
+    models = dbt_models(project)
     if args.json:
-        print_json({"ok": True, "syncs": [s.name for s in project.syncs], "connections": list(project.connections)})
+        print_json(
+            {
+                "ok": True,
+                "syncs": [s.name for s in project.syncs],
+                "connections": list(project.connections),
+                "dbt_models": models,
+                "notifications": len(project.notifications),
+            }
+        )
     else:
         print(f"{args.file}: OK ({len(project.syncs)} syncs, {len(project.connections)} connections)")
+        for line in dbt_lines(models):
+            print(line)
     return EXIT_OK

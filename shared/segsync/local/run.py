@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -15,30 +15,10 @@ from segsync.errors import ConfigError, SecretError
 from segsync.local.driver import SENDER_TIMEOUT_S, LocalDriver, load_handler
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
 from segsync.secrets import resolve
-from segsync.store import RunStore, SyncStore, reason_kind
+from segsync.store import RunStore, SyncStore
+from segsync.summary import SyncSummary, summarize
 
-TOP_REASONS = 5
 REACH_TIMEOUT_S = 5
-
-
-@dataclass
-class SyncSummary:
-    """One sync's run as the CLI shows it (and prints with ``--json``)."""
-
-    sync: str
-    run_id: str
-    status: str
-    rows_read: int
-    new: int
-    changed: int
-    unchanged: int
-    sent: int
-    batches: int
-    rejected: int
-    committed: int
-    seconds: float
-    error: str | None = None
-    rejection_reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,10 +44,9 @@ class ProgressBar:
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self._total = max(total, 1)
         self._done = 0
-        # Looked up now, not at import: whoever runs us may have replaced stderr since.
-        stream = stream or sys.stderr
-        self._stream = stream
-        self._enabled = stream.isatty() and total > 1
+        # Looked up now, not at import: the module may be imported while stderr is redirected (tests).
+        self._stream = stream or sys.stderr
+        self._enabled = self._stream.isatty() and total > 1
 
     def advance(self, chunks: int) -> None:
         self._done += chunks
@@ -89,12 +68,14 @@ def run_local(
     trigger: str = "local",
     sender_timeout_s: float = SENDER_TIMEOUT_S,
     driver_options: dict[str, Any] | None = None,
+    project_file: str | None = None,
 ) -> LocalReport:
     """Run the named syncs (default: every enabled one) through the real handlers on a local stack.
 
     The planner plans, the sender drains the queue, then the planner finalizes: state in the
     warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
     (``batch_size``, ``retry_delay_s``, ``deliver_twice``), to rehearse how SQS and Lambda behave.
+    ``project_file`` is the file notifications name in the command that shows more.
     """
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
@@ -103,6 +84,8 @@ def run_local(
         _check_reachable(project, destination)
     started = time.monotonic()
     with local_stack(project_endpoints(project)) as stack:
+        if project_file:
+            os.environ["PROJECT_FILE"] = project_file  # local_stack puts the environment back
         SyncStore(stack.table(SYNCS_TABLE)).push(project)
         sqs = stack.client("sqs")
         driver = LocalDriver(
@@ -155,26 +138,3 @@ def _check_reachable(project: Project, destination: str) -> None:
         socket.create_connection((url.hostname, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as exc:
         raise ConfigError(f"connection '{destination}': cannot reach {connection.api_base}: {exc}") from None
-
-
-def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
-    """One run as the CLI shows it, from its item in the runs table and its rejected records."""
-    item = runs.run(sync, run_id)
-    reasons = Counter(f"{r['field']}: {reason_kind(r['reason'])}" for r in runs.rejections(run_id))
-    finished = item.get("finished_at") or time.time()
-    return SyncSummary(
-        sync=sync,
-        run_id=run_id,
-        status=item.get("status", "unknown"),
-        rows_read=item.get("rows_read", 0),
-        new=item.get("new", 0),
-        changed=item.get("changed", 0),
-        unchanged=item.get("unchanged", 0),
-        sent=item.get("sent", 0),
-        batches=item.get("batches", 0),
-        rejected=item.get("rejected_planner", 0) + item.get("rejected_sender", 0),
-        committed=item.get("committed", 0),
-        seconds=round(finished - item["started_at"], 3),
-        error=item.get("error") or (item.get("last_error") if item.get("status") != "committed" else None),
-        rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
-    )

@@ -1,0 +1,58 @@
+"""A run as people see it: one summary of a run item, for the CLI, ``--wait`` and notifications alike."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from segsync.store import RunStore, reason_kind
+
+TOP_REASONS = 5
+
+
+@dataclass
+class SyncSummary:
+    """One sync's run as the CLI shows it (and prints with ``--json``)."""
+
+    sync: str
+    run_id: str
+    status: str
+    rows_read: int
+    new: int
+    changed: int
+    unchanged: int
+    sent: int
+    batches: int
+    rejected: int
+    committed: int
+    seconds: float
+    error: str | None = None
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def summarize(runs: RunStore, sync: str, run_id: str, reasons_from: int | None = None) -> SyncSummary:
+    """One run as the CLI shows it, from its item in the runs table and its rejected records.
+
+    ``reasons_from`` bounds how many rejected records the reasons are counted over (a notification
+    needs the first reasons, not a scan of a million rejections); None counts them all.
+    """
+    item = runs.run(sync, run_id)
+    reasons = Counter(f"{r['field']}: {reason_kind(r['reason'])}" for r in runs.rejections(run_id, limit=reasons_from))
+    finished = item.get("finished_at") or time.time()
+    return SyncSummary(
+        sync=sync,
+        run_id=run_id,
+        status=item.get("status", "unknown"),
+        rows_read=item.get("rows_read", 0),
+        new=item.get("new", 0),
+        changed=item.get("changed", 0),
+        unchanged=item.get("unchanged", 0),
+        sent=item.get("sent", 0),
+        batches=item.get("batches", 0),
+        rejected=item.get("rejected_planner", 0) + item.get("rejected_sender", 0),
+        committed=item.get("committed", 0),
+        seconds=round(finished - item.get("started_at", finished), 3),
+        error=item.get("error") or (item.get("last_error") if item.get("status") != "committed" else None),
+        rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
+    )
