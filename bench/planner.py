@@ -25,6 +25,12 @@ def main() -> int:
     parser.add_argument("warehouse", type=Path)
     parser.add_argument("moto")
     parser.add_argument("result", type=Path)
+    parser.add_argument(
+        "--events-per-second",
+        type=int,
+        default=None,
+        help="the destination's pace: at Segment's 1,000/s the planner queues only its first wave",
+    )
     args = parser.parse_args()
 
     import requests
@@ -38,7 +44,8 @@ def main() -> int:
     requests.post(f"{args.moto}/moto-api/reset", timeout=30).raise_for_status()
     stack = create_resources(args.moto)
     os.environ.update(stack.env)
-    SyncStore(stack.table(SYNCS_TABLE)).push(project(args.warehouse, "http://127.0.0.1:9"))
+    pace = {"events_per_second": args.events_per_second} if args.events_per_second else {}
+    SyncStore(stack.table(SYNCS_TABLE)).push(project(args.warehouse, "http://127.0.0.1:9", **pace))
     handler = load_handler("planner")
     timers = Timers()
     timers.wrap_public(DuckDBWarehouse, "warehouse")
@@ -58,6 +65,10 @@ def main() -> int:
         "Attributes"
     ]["ApproximateNumberOfMessages"]
     run: dict[str, Any] = (response.get("runs") or [{}])[0]
+    from segsync.local.stack import RUNS_TABLE
+    from segsync.store import RunStore
+
+    item = RunStore(stack.table(RUNS_TABLE)).run(SYNC_NAME, run["run_id"]) if run.get("run_id") else {}
     write_result(
         args.result,
         {
@@ -65,6 +76,9 @@ def main() -> int:
             "rows_read": run.get("rows_read"),
             "chunks": run.get("chunks"),
             "queued_messages": int(queued),
+            "queued_rows": item.get("rows_enqueued"),
+            "waves": item.get("waves"),
+            "events_per_second": args.events_per_second,
             "status": run.get("status"),
             "cpu_s": round(cpu, 3),
             "wall_s": round(wall, 3),

@@ -155,9 +155,14 @@ def render(results: dict[str, Any]) -> str:
             for r in (small, large)
         ],
     )
+    first = planner["first_wave"]
     out += [
         f"peak RSS ratio {planner['rss_ratio_1m_vs_100k']:.2f}x; growth above the post-import baseline "
-        f"{planner['rss_growth_ratio_1m_vs_100k']:.2f}x; SQS s = SendMessageBatch round trips to moto"
+        f"{planner['rss_growth_ratio_1m_vs_100k']:.2f}x; SQS s = SendMessageBatch round trips to moto",
+        f"at {first['events_per_second']:,} events/s the first invocation diffs and queues one wave: "
+        f"{first['wall_s']:.1f} s ({planner['first_wave_vs_whole_plan']:.0%} of queueing the whole run in one), "
+        f"{first['queued_rows']:,} rows queued ({first['queued_messages']:,} chunks) against {large['queued_rows']:,}; "
+        "each later tick queues the next wave as the last drains",
     ]
 
     out += ["", f"3. Incremental: {incremental['changed']:,} of {incremental['rows_read']:,} users changed"]

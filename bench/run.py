@@ -28,6 +28,8 @@ from bench.report import render, targets
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CHILD_TIMEOUT_S = 400
+SEGMENT_PACE = 1_000
+"""Segment's ~1,000 events/s per workspace: the pace the paced scenarios run at."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,20 @@ def planner_scenario(run: Runner, moto: Service, scale: Scale) -> dict[str, Any]
         results[users] = result
         copy.unlink()
     small, large = results[scale.planner_small], results[scale.planner_large]
+    copy = run.workdir / "planner_paced.duckdb"
+    shutil.copyfile(warehouse_path(run.workdir, scale.planner_large), copy)
+    first_wave = run.run(
+        "planner",
+        str(copy),
+        moto.url,
+        "--events-per-second",
+        str(SEGMENT_PACE),
+        label=f"planner: {scale.planner_large:,} users at {SEGMENT_PACE:,} events/s (first wave only)",
+    )
+    copy.unlink()
     return {
+        "first_wave": first_wave,
+        "first_wave_vs_whole_plan": round(first_wave["wall_s"] / large["wall_s"], 3),
         "rss_ratio_1m_vs_100k": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
         "rss_growth_ratio_1m_vs_100k": round(
             (large["peak_rss_mb"] - large["baseline_rss_mb"])

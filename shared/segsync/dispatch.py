@@ -18,8 +18,9 @@ Invoke = Callable[[dict[str, Any]], None]
 class Dispatcher:
     """Fans a tick out: one planner invocation per due sync, so one slow model never delays another.
 
-    A sync without a ``schedule`` is due at every tick. A sync that is not due but whose last run is
-    delivered gets a ``finalize`` invocation, so its state commits now rather than at its next run.
+    A sync without a ``schedule`` is due at every tick. A sync that is not due but has a live run gets a
+    ``continue`` invocation, which checkpoints the run, tops its queue up and renews its lock: a run
+    moves forward only as often as the tick comes.
     """
 
     def __init__(self, store: SyncStore, runs: RunStore, invoke: Invoke, clock: Callable[[], float] = time.time):
@@ -61,16 +62,17 @@ class Dispatcher:
 
     def _action(self, name: str) -> str | None:
         sync = self._store.sync(name)
-        if not sync.enabled:
-            return None
-        now = self._clock()
-        last = self._runs.last_scheduled(name)
-        due = sync.schedule is None or is_due(
-            sync.schedule, None if last is None else datetime.fromtimestamp(last, UTC), datetime.fromtimestamp(now, UTC)
-        )
-        if due and self._runs.claim_schedule(name, last, now):
-            return "run"
-        lock = self._runs.lock(name)
-        if lock is not None and self._runs.run(name, lock["run_id"]).get("status") == "delivered":
-            return "finalize"
+        if sync.enabled:
+            now = self._clock()
+            last = self._runs.last_scheduled(name)
+            due = sync.schedule is None or is_due(
+                sync.schedule,
+                None if last is None else datetime.fromtimestamp(last, UTC),
+                datetime.fromtimestamp(now, UTC),
+            )
+            if due and self._runs.claim_schedule(name, last, now):
+                return "run"
+        # A live run goes on to its end, even if its sync was disabled meanwhile.
+        if self._runs.lock(name) is not None:
+            return "continue"
         return None

@@ -26,16 +26,18 @@ class Followed:
 
 
 def progress_line(run: dict[str, Any], elapsed: float) -> str:
-    """One line of progress: status, chunks done of planned, messages sent and rows rejected so far."""
+    """One line of progress: status, rows delivered of those to send, committed, sent and rejected so far.
+
+    Counts move at the planner's ticks, which add up what the senders delivered.
+    """
     status = run.get("status", "waiting for the planner")
     parts = [f"[{elapsed:6.0f}s] {status}"]
-    if "chunks_total" in run:
-        parts.append(f"{run.get('chunks_done', 0):,}/{run['chunks_total']:,} chunks")
+    if "rows_to_send" in run:
+        parts.append(f"{run.get('rows_done', 0):,}/{run['rows_to_send']:,} rows delivered")
+        parts.append(f"{run.get('committed', 0):,} committed")
     if run:
         rejected = run.get("rejected_planner", 0) + run.get("rejected_sender", 0)
         parts.append(f"{run.get('sent', 0):,} sent, {rejected:,} rejected")
-    if status == "delivered":
-        parts.append("committing at the planner's next tick")
     return ", ".join(parts)
 
 

@@ -39,14 +39,15 @@ DEADLINE_MARGIN_S = 5.0
 class PlannerEvent(BaseModel):
     """What starts a planner: the schedule's tick (no sync named) or a request for named syncs.
 
-    ``action``: ``run`` settles each sync's previous run and plans a new one; ``finalize`` only commits
-    runs whose chunks are all delivered (the local driver sends it once the queue is drained). A tick
-    starts each due sync in its own invocation (see ``segsync.dispatch``).
+    ``action``: ``run`` moves each sync's live run along, then plans a new one unless the live run goes
+    on; ``continue`` only moves the live run along (checkpoints delivered waves, queues the next ones,
+    renews its lock, commits it once everything is delivered). A tick starts each due sync, and
+    continues each live run, in its own invocation (see ``segsync.dispatch``).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    action: Literal["run", "finalize"] = "run"
+    action: Literal["run", "continue"] = "run"
     syncs: list[str] | None = None
     sync: str | None = None
     full_resync: bool = False
@@ -77,6 +78,7 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
             chunk_bytes=settings.chunk_bytes,
             sender_concurrency=settings.sender_max_concurrency,
             events_per_second_cap=settings.segment_events_per_second,
+            plan_ahead_s=settings.plan_ahead_seconds,
         ),
     )
     notifier = _notifier(store, runs, settings)
@@ -92,8 +94,8 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
     results = []
     for name in named:
         logger.append_keys(sync=name)
-        if request.action == "finalize":
-            results.append(_finalize_one(store, lifecycle, name))
+        if request.action == "continue":
+            results.append(_continue_one(store, lifecycle, name))
         else:
             results.append(_run_one(store, lifecycle, name, request))
     return {"runs": [r for r in results if r is not None]}
@@ -144,12 +146,10 @@ def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: Plan
     try:
         sync, source, destination = _resolve(store, name)
         with connect(source) as warehouse:
-            state = WarehouseState(warehouse, source.state_schema)
             result = lifecycle.start(
                 sync,
                 destination,
-                warehouse,
-                state,
+                WarehouseState(warehouse, source.state_schema),
                 trigger=request.trigger,
                 full_resync=request.full_resync,
                 run_id=request.run_id,
@@ -165,15 +165,22 @@ def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: Plan
     return result.summary()
 
 
-def _finalize_one(store: SyncStore, lifecycle: RunLifecycle, name: str) -> dict[str, Any] | None:
+def _continue_one(store: SyncStore, lifecycle: RunLifecycle, name: str) -> dict[str, Any] | None:
+    """Move the sync's live run along, if it has one; its run item as it is now."""
+    lock = lifecycle.live(name)
+    if lock is None:
+        return None
     try:
-        sync, source, _ = _resolve(store, name)
+        sync, source, destination = _resolve(store, name)
         with connect(source) as warehouse:
-            run = lifecycle.finalize(sync, WarehouseState(warehouse, source.state_schema))
+            run = lifecycle.advance(sync, destination, WarehouseState(warehouse, source.state_schema), lock)
     except SegsyncError as exc:
-        logger.error("finalize failed", extra={"sync": name, "error": str(exc)})
-        return {"sync": name, "status": "failed", "error": str(exc)}
-    return None if run is None else {"sync": name, "run_id": run["run_id"], "status": run["status"]}
+        # The sync item or its warehouse connection broke mid-run: the run goes on, its lock expires
+        # unless the next tick can move it along.
+        logger.error("run not advanced", extra={"sync": name, "run_id": lock, "error": str(exc)})
+        return {"sync": name, "run_id": lock, "status": "sending", "error": str(exc)}
+    shown = ("sync", "run_id", "status", "planning_done", "waves", "chunks_enqueued", "chunks_done", "committed")
+    return {key: run.get(key) for key in shown}
 
 
 @cache
@@ -202,6 +209,8 @@ def send_record(body: str, remaining_ms: int, settings: SenderSettings) -> Chunk
         # The caller reports the record failed to SQS, which redelivers it (then parks it in the DLQ).
         metrics.add_metric(name="ChunksFailed", unit="Count", value=1)
         raise
+    if outcome.stale:
+        metrics.add_metric(name="StaleChunksDropped", unit="Count", value=1)
     if outcome.tally is not None:
         metrics.add_metric(name="MessagesSent", unit="Count", value=outcome.tally.sent)
         metrics.add_metric(name="MessagesRejected", unit="Count", value=outcome.tally.rejected)

@@ -28,8 +28,6 @@ from segsync.summary import SyncSummary, summarize
 NOTIFY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
 REASONS_SHOWN = 3
-REASON_SAMPLE = 1_000
-"""The first reasons come from the run's first rejected records, not from a scan of all of them."""
 SUBJECT_CHARS = 100
 """SNS refuses a longer Subject."""
 EMAIL_ATTRIBUTE = "segsync_email"
@@ -150,7 +148,7 @@ class Notifier:
         """A run's outcome is known (committed, failed, abandoned): tell whoever asked, once."""
         try:
             configured = self._configured()
-            summary = summarize(self._runs, sync, run_id, reasons_from=REASON_SAMPLE if configured else 0)
+            summary = summarize(self._runs, sync, run_id)
             if summary.status == "committed":
                 self._log.committed(sync, run_id, self._clock())
             for notification in configured:

@@ -5,22 +5,27 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from segsync.chunks import Chunker, dump_row, header
 from segsync.config import AnySync, SegmentConnection
-from segsync.errors import SegsyncError, WarehouseError
 from segsync.mapping import Mapper, row_message_id
 from segsync.observability import logger
 from segsync.pacing import chunk_rows
 from segsync.queue import ChunkQueue
-from segsync.state import INTERNAL_COLUMNS, DiffCounts, WarehouseState, destination_id
-from segsync.store import Rejection, RunStore
+from segsync.state import (
+    DUPLICATE_KEY_REASON,
+    INTERNAL_COLUMNS,
+    NULL_KEY_REASON,
+    DiffCounts,
+    WarehouseState,
+    destination_id,
+)
+from segsync.store import Rejection, RunStore, reason_kind
 from segsync.upgrade import rekey_legacy_state
-from segsync.warehouse import Warehouse
-from segsync.warehouse.dialect import ModelColumn
+from segsync.waves import release_delay, wave_rows
 
 FETCH_ROWS = 10_000
 MAX_ROW_BYTES = 512 * 1024
@@ -29,13 +34,17 @@ REJECTION_FLUSH = 500
 
 @dataclass(frozen=True)
 class PlanLimits:
-    """How big a chunk may grow: by rows (≈ Segment messages) and by SQS message bytes."""
+    """How big a chunk may grow (rows ≈ Segment messages, SQS message bytes), and how much goes out at once."""
 
     chunk_rows: int = 1_000
     chunk_bytes: int = 1_000_000
     sender_concurrency: int = 1
     events_per_second_cap: int | None = None
     """The senders' concurrency and the stack's pace cap: a slow destination gets smaller chunks (segsync.pacing)."""
+    plan_ahead_s: float = 300.0
+    """At most this many seconds of the destination's pace wait in the queue (segsync.waves)."""
+    work_s: float = 300.0
+    """How long one planner invocation may spend queueing waves, whatever the model's size."""
 
 
 @dataclass
@@ -51,7 +60,6 @@ class PlanResult:
     seconds: float = 0.0
     error: str | None = None
     diff: DiffCounts = field(default_factory=DiffCounts)
-    rejections: list[Rejection] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -69,6 +77,19 @@ class PlanResult:
         }
 
 
+@dataclass(frozen=True)
+class Wave:
+    """Rows ``first_seq``..``last_seq`` of a run, queued as chunks ``first_chunk``..``last_chunk``."""
+
+    wave: int
+    first_seq: int
+    last_seq: int
+    first_chunk: int
+    last_chunk: int
+    rows: int
+    rejected: int
+
+
 def new_run_id(now: datetime | None = None) -> str:
     """Time-sortable and unique: the runs table lists a sync's newest runs first by this id."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
@@ -81,9 +102,9 @@ def check_key(key: str | None, key_count: int, key_column: str) -> Rejection | N
     ``key`` is the key's canonical text, as the warehouse wrote it (``segsync.warehouse.dialect``).
     """
     if key is None:
-        return Rejection(None, "key", f"key column '{key_column}' is null")
+        return Rejection(None, "key", NULL_KEY_REASON.format(column=key_column))
     if key_count > 1:
-        return Rejection(key, "key", f"duplicate key: {key_count} rows share it")
+        return Rejection(key, "key", DUPLICATE_KEY_REASON.format(count=key_count))
     return None
 
 
@@ -102,72 +123,122 @@ def encode_row(key: str, row: Sequence[Any]) -> bytes | Rejection:
 
 
 class Planner:
-    """Plans one run of one sync; the warehouse, queue and run store are given (ports, not globals)."""
+    """Plans runs of syncs and queues them in waves; the run store and queue are given (ports, not globals)."""
 
-    def __init__(self, runs: RunStore, queue: ChunkQueue, limits: PlanLimits | None = None) -> None:
+    def __init__(
+        self, runs: RunStore, queue: ChunkQueue, limits: PlanLimits | None = None, clock: Any = time.monotonic
+    ) -> None:
         self._runs = runs
         self._queue = queue
         self._limits = limits or PlanLimits()
+        self._clock = clock
 
     def plan(
         self,
         sync: AnySync,
         destination: SegmentConnection,
-        warehouse: Warehouse,
         state: WarehouseState,
         *,
         run_id: str,
         full_resync: bool = False,
     ) -> PlanResult:
-        """Diff the model against state and queue what changed. A bad model fails this run only.
+        """Diff the model against state in the warehouse, reject bad keys there, and queue the first wave.
 
-        The run item must exist (``RunStore.start``) and the sync's lock be held by ``run_id``.
+        The run holds the sync's lock (``RunStore.begin``). Raises whatever goes wrong: a WarehouseError
+        for a model that fails, a SegsyncError for a bad mapping, anything else for a bug; the lifecycle
+        fails the run with it.
         """
-        started = time.monotonic()
-        result = PlanResult(sync=sync.name, run_id=run_id, status="sending")
-        try:
-            state.ensure()
-            columns = state.model_columns(sync.sql)
-            Mapper(sync, [c.name for c in columns])
-            rekey_legacy_state(state, sync, destination_id(destination), columns)
-            result.diff = state.prepare(sync, destination_id(destination), columns, full_resync=full_resync)
-            result.rows_read = result.diff.source_rows
-            result.chunks = self._queue.send_all(self._chunks(sync, destination, warehouse, state, columns, result))
-        except WarehouseError as exc:
-            result.status, result.error = "failed", f"sync '{sync.name}': model query failed: {exc}"
-        except SegsyncError as exc:
-            result.status, result.error = "failed", f"sync '{sync.name}': {exc}"
-        result.seconds = time.monotonic() - started
-        self._flush_rejections(result)
-        if result.status == "failed":
-            self._runs.failed(sync.name, run_id, result.error or "")
-            logger.error("run failed", extra=result.summary())
-            return result
-        self._runs.planned(
+        started = self._clock()
+        state.ensure()
+        state.fence(sync.name, run_id)
+        columns = state.model_columns(sync.sql)
+        Mapper(sync, [c.name for c in columns])
+        rekey_legacy_state(state, sync, destination_id(destination), columns)
+        diff = state.prepare(sync, run_id, destination_id(destination), columns, full_resync=full_resync)
+        state.reject_bad_keys(sync, run_id)
+        reasons = {}
+        if diff.null_keys:
+            reasons[f"key: {reason_kind(NULL_KEY_REASON.format(column=sync.key))}"] = diff.null_keys
+        if diff.duplicate_keys:
+            reasons[f"key: {reason_kind(DUPLICATE_KEY_REASON.format(count=2))}"] = diff.duplicate_keys
+        self._runs.update_run(
             sync.name,
             run_id,
-            chunks=result.chunks,
-            rows_read=result.rows_read,
-            new=result.diff.new,
-            changed=result.diff.changed,
-            unchanged=result.diff.unchanged,
-            rejected_planner=result.rejected,
-            planner_s=round(result.seconds, 3),
+            status="sending",
+            rows_read=diff.source_rows,
+            new=diff.new,
+            changed=diff.changed,
+            unchanged=diff.unchanged,
+            rows_to_send=diff.to_send,
+            rejected_planner=diff.bad_keys,
+            rejection_reasons=reasons,
+            warning=bad_key_warning(diff, sync.key),
+            planning_done=diff.to_send == 0,
+            planner_s=round(self._clock() - started, 3),
         )
+        result = PlanResult(sync=sync.name, run_id=run_id, status="sending", rows_read=diff.source_rows, diff=diff)
+        waves = self.top_up(sync, destination, state, self._runs.run(sync.name, run_id), queued_rows=0)
+        result.chunks = sum(w.last_chunk - w.first_chunk + 1 for w in waves)
+        result.rejected = diff.bad_keys + sum(w.rejected for w in waves)
+        result.seconds = self._clock() - started
         logger.info("run planned", extra=result.summary())
         return result
 
-    def _chunks(
+    def top_up(
         self,
         sync: AnySync,
         destination: SegmentConnection,
-        warehouse: Warehouse,
         state: WarehouseState,
-        columns: list[ModelColumn],
-        result: PlanResult,
-    ) -> Iterator[tuple[int, str]]:
+        run: dict[str, Any],
+        queued_rows: int,
+    ) -> list[Wave]:
+        """Queue the run's next waves until ``plan_ahead_s`` of the pace waits in the queue, the rows run
+        out, or this invocation's ``work_s`` is spent; record each wave as it is queued."""
+        pace = min(destination.events_per_second, self._limits.events_per_second_cap or destination.events_per_second)
+        deadline = self._clock() + self._limits.work_s
+        queued = []
+        while not run.get("planning_done") and self._clock() < deadline:
+            budget = wave_rows(pace, self._limits.plan_ahead_s, queued_rows)
+            if budget <= 0:
+                break
+            wave = self._wave(sync, destination, state, run, budget, pace, queued_rows, deadline)
+            progress = {
+                "waves": wave.wave,
+                "chunks_enqueued": wave.last_chunk,
+                "rows_enqueued": run["rows_enqueued"] + wave.rows,
+                "enqueued_seq": wave.last_seq,
+                "planning_done": wave.rows + wave.rejected < budget and self._clock() < deadline,
+                "rejected_planner": run["rejected_planner"] + wave.rejected,
+                "peak_queued_rows": max(run["peak_queued_rows"], queued_rows + wave.rows),
+            }
+            if wave.rows + wave.rejected == 0:
+                progress["waves"] = run["waves"]
+                self._runs.update_run(sync.name, run["run_id"], planning_done=True)
+            else:
+                self._runs.put_wave(
+                    sync.name, run["run_id"], asdict(wave), progress, after_chunks=run["chunks_enqueued"]
+                )
+                queued.append(wave)
+            run = {**run, **progress}
+            queued_rows += wave.rows
+        return queued
+
+    def _wave(
+        self,
+        sync: AnySync,
+        destination: SegmentConnection,
+        state: WarehouseState,
+        run: dict[str, Any],
+        budget: int,
+        pace: float,
+        queued_rows: int,
+        deadline: float,
+    ) -> Wave:
+        """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace."""
+        run_id, number = run["run_id"], run["waves"] + 1
+        columns = state.warehouse.describe(state.wave_sql(sync.name, run_id, 0, 0))[INTERNAL_COLUMNS:]
         chunker = Chunker(
-            run_id=result.run_id,
+            run_id=run_id,
             header=header(
                 sync.model_dump(mode="json", by_alias=True, exclude_none=True),
                 destination.model_dump(mode="json", exclude_none=True),
@@ -180,37 +251,88 @@ class Planner:
                 self._limits.chunk_rows,
             ),
             max_body_bytes=self._limits.chunk_bytes,
+            number=run["chunks_enqueued"],
         )
+        read = _WaveRead(sync, run_id, last_seq=run["enqueued_seq"])
 
-        def accepted_rows() -> Iterator[bytes]:
-            for batch in warehouse.stream(state.changed_rows_sql(sync.name), FETCH_ROWS):
+        def accepted() -> Iterator[bytes]:
+            for batch in state.warehouse.stream(
+                state.wave_sql(sync.name, run_id, run["enqueued_seq"], budget), FETCH_ROWS
+            ):
                 for row in batch.rows:
-                    encoded = self._check(row, sync, result)
+                    encoded = read.encode(row)
                     if encoded is not None:
                         yield encoded
+                    if len(read.rejections) >= REJECTION_FLUSH:
+                        read.flush(state, number)
+                if self._clock() >= deadline:
+                    return
 
-        for number, _, body in chunker.chunks(accepted_rows()):
-            yield number, body
+        ahead = queued_rows
+        rows = 0
 
-    def _check(self, row: tuple[Any, ...], sync: AnySync, result: PlanResult) -> bytes | None:
-        """The chunk row for a run-table row (its messageId written here, once), or None if rejected."""
-        key, key_count, row_hash, previous_hash, change = row[:INTERNAL_COLUMNS]
-        checked = check_key(key, key_count, sync.key)
-        if checked is None:
-            resync_run = result.run_id if change == "resync" else None
-            message = row_message_id(sync, key, previous_hash, row_hash, resync_run)
-            checked = encode_row(key, (key, message, *row[INTERNAL_COLUMNS:]))
-            if not isinstance(checked, Rejection):
-                return checked
-        result.rejected += 1
-        result.rejections.append(checked)
-        if len(result.rejections) >= REJECTION_FLUSH:
-            self._flush_rejections(result)
+        def released() -> Iterator[tuple[int, str, int]]:
+            nonlocal ahead, rows
+            for chunk, count, body in chunker.chunks(accepted()):
+                yield chunk, body, release_delay(ahead, pace)
+                ahead += count
+                rows += count
+
+        self._queue.send_all(released())
+        read.flush(state, number)
+        return Wave(
+            wave=number,
+            first_seq=run["enqueued_seq"] + 1,
+            last_seq=read.last_seq,
+            first_chunk=run["chunks_enqueued"] + 1,
+            last_chunk=chunker.number,
+            rows=rows,
+            rejected=read.rejected,
+        )
+
+
+@dataclass
+class _WaveRead:
+    """Run-table rows of a wave as they stream past: chunk rows, or rejections kept for the warehouse."""
+
+    sync: AnySync
+    run_id: str
+    last_seq: int
+    rejected: int = 0
+    pages: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+    def encode(self, row: tuple[Any, ...]) -> bytes | None:
+        """The chunk row (its messageId written here, once), or None if no chunk can carry it."""
+        key, _, row_hash, previous_hash, change, seq = row[:INTERNAL_COLUMNS]
+        self.last_seq = seq
+        resync_run = self.run_id if change == "resync" else None
+        message = row_message_id(self.sync, key, previous_hash, row_hash, resync_run)
+        encoded = encode_row(key, (key, message, *row[INTERNAL_COLUMNS:]))
+        if isinstance(encoded, Rejection):
+            self.rejected += 1
+            self.rejections.append({"row_key": encoded.key, "field": encoded.field, "reason": encoded.reason})
+            return None
+        return encoded
+
+    def flush(self, state: WarehouseState, wave: int) -> None:
+        """Write the rejections read so far to the warehouse, a page at a time (bounded memory)."""
+        if self.rejections:
+            self.pages += 1
+            state.record_rejections(
+                self.sync.name, self.run_id, f"planner wave {wave} page {self.pages}", self.rejections
+            )
+            self.rejections = []
+
+
+def bad_key_warning(diff: DiffCounts, key: str) -> str | None:
+    """A line for a model most of whose rows cannot be synced for their key, or None."""
+    if not diff.source_rows or diff.bad_keys * 2 <= diff.source_rows:
         return None
-
-    def _flush_rejections(self, result: PlanResult) -> None:
-        """Write rejections as they pile up, so a model of bad keys cannot exhaust memory."""
-        if result.rejections:
-            start = result.rejected - len(result.rejections)
-            self._runs.put_rejections(result.sync, result.run_id, "planner", result.rejections, start=start)
-            result.rejections.clear()
+    parts = []
+    if diff.null_keys:
+        parts.append(f"{diff.null_keys:,} have a NULL key '{key}'")
+    if diff.duplicate_keys:
+        parts.append(f"{diff.duplicate_keys:,} share their key with another row")
+    share = 100 * diff.bad_keys / diff.source_rows
+    return f"{share:.0f}% of the model's {diff.source_rows:,} rows cannot be synced: {' and '.join(parts)}"

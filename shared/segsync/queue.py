@@ -19,23 +19,23 @@ class ChunkQueue:
         self._client = client
         self._url = url
 
-    def send_all(self, bodies: Iterable[tuple[int, str]]) -> int:
-        """Send ``(chunk number, body)`` pairs; return how many were sent."""
+    def send_all(self, bodies: Iterable[tuple[int, str, int]]) -> int:
+        """Send ``(chunk number, body, delay seconds)``; return how many were sent."""
         sent = 0
-        entries: list[dict[str, str]] = []
+        entries: list[dict[str, Any]] = []
         size = 0
-        for number, body in bodies:
+        for number, body, delay in bodies:
             body_size = len(body.encode())
             if entries and (len(entries) == MAX_ENTRIES or size + body_size > MAX_CALL_BYTES):
                 sent += self._send(entries)
                 entries, size = [], 0
-            entries.append({"Id": str(number), "MessageBody": body})
+            entries.append({"Id": str(number), "MessageBody": body, "DelaySeconds": delay})
             size += body_size
         if entries:
             sent += self._send(entries)
         return sent
 
-    def _send(self, entries: list[dict[str, str]]) -> int:
+    def _send(self, entries: list[dict[str, Any]]) -> int:
         pending = entries
         for _ in range(SEND_ATTEMPTS):
             response = self._client.send_message_batch(QueueUrl=self._url, Entries=pending)

@@ -96,6 +96,8 @@ class ChunkOutcome:
     number: int
     duplicate: bool
     tally: ChunkTally | None = None
+    stale: bool = False
+    """Dropped unsent: its run no longer holds its sync's lock."""
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -129,6 +131,17 @@ class Sender:
         if self._runs.chunk_recorded(chunk.run_id, chunk.number):
             logger.info("chunk already delivered", extra={"run_id": chunk.run_id, "chunk": chunk.number})
             return ChunkOutcome(chunk.run_id, chunk.number, duplicate=True)
+        sync_name = chunk.sync.get("name", "?")
+        lock = self._runs.lock(sync_name)
+        if lock is None or lock["run_id"] != chunk.run_id:
+            # Its run was abandoned, failed or superseded: a newer run may already have sent newer values,
+            # which this chunk would overwrite downstream. Its rows are the newer run's to send.
+            holder = "no run" if lock is None else f"run {lock['run_id']}"
+            logger.warning(
+                "stale chunk dropped",
+                extra={"sync": sync_name, "run_id": chunk.run_id, "chunk": chunk.number, "holder": holder},
+            )
+            return ChunkOutcome(chunk.run_id, chunk.number, duplicate=False, stale=True)
         try:
             return self._send(chunk, deadline)
         except SegsyncError as exc:
@@ -160,8 +173,8 @@ class Sender:
             retries=progress.retries,
         )
         if rejections:
-            self._runs.put_rejections(sync.name, chunk.run_id, f"chunk{chunk.number:06d}", rejections)
-        counted = self._runs.record_chunk(sync.name, chunk.run_id, chunk.number, tally)
+            self._runs.put_rejections(sync.name, chunk.run_id, chunk.number, rejections)
+        counted = self._runs.record_chunk(chunk.run_id, chunk.number, tally)
         logger.info(
             "chunk delivered",
             extra={

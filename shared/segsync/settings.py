@@ -7,10 +7,11 @@ from functools import cache
 from typing import Any
 
 import boto3
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segsync.endpoints import DEFAULT_SECRETS_PREFIX, parse_allowed
 from segsync.errors import ConfigError
+from segsync.waves import MAX_DELAY_S
 
 
 class _EnvSettings(BaseModel):
@@ -37,6 +38,9 @@ class PlannerSettings(_EnvSettings):
     chunk_rows: int = Field(default=1_000, gt=0, le=2_500)
     chunk_bytes: int = Field(default=1_000_000, ge=64_000, le=1_048_576)
     run_lock_seconds: int = Field(default=7_200, ge=60)
+    """How long a run keeps its lock without progress: a run that delivers nothing for this long is abandoned."""
+    plan_ahead_seconds: int = Field(default=300, gt=0, le=MAX_DELAY_S)
+    """At most this many seconds of the destination's pace wait in the queue; each tick tops it up."""
     sender_max_concurrency: int = Field(default=1, gt=0)
     segment_events_per_second: int | None = Field(default=None, gt=0)
     """The senders' concurrency and pace cap (the sender's own settings): chunks are cut to fit their pace."""
@@ -50,7 +54,17 @@ class PlannerSettings(_EnvSettings):
     """The project file name notifications quote in the command that shows more."""
     aws_lambda_function_name: str | None = None
     """Set by Lambda itself: the tick invokes this function once per due sync."""
-    """How long a run may take before the next one may abandon it (and send its rows again)."""
+
+    @model_validator(mode="after")
+    def _lock_outlives_a_wave(self) -> PlannerSettings:
+        # A wave releases its chunks over plan_ahead_seconds: a lock shorter than that would lapse before
+        # the last of them could be delivered, with no fault anywhere.
+        if self.run_lock_seconds < 2 * self.plan_ahead_seconds:
+            raise ValueError(
+                f"RUN_LOCK_SECONDS ({self.run_lock_seconds}) must be at least twice PLAN_AHEAD_SECONDS "
+                f"({self.plan_ahead_seconds}), or runs would be abandoned while their chunks wait to be released"
+            )
+        return self
 
 
 class SenderSettings(_EnvSettings):

@@ -24,22 +24,29 @@ KEY_COUNT = "__segsync_key_count"
 ROW_HASH = "__segsync_row_hash"
 PREVIOUS_HASH = "__segsync_previous_hash"
 CHANGE = "__segsync_change"
-INTERNAL_COLUMNS = 5
-"""A run table's first columns are segsync's (key text, key count, row hash, the hash delivered last, change);
-the model's follow."""
+SEQ = "__segsync_seq"
+INTERNAL_COLUMNS = 6
+"""A run table's first columns are segsync's (key text, key count, row hash, the hash delivered last, change,
+the row's number in the run); the model's follow. Waves go out in ``SEQ`` order and checkpoint by ``SEQ`` range."""
 KEYED_COLUMNS = 3
 """``keyed`` rows start with the key text, key count and row hash; the model's columns follow."""
 
 KEY_FORMAT = 2
 """State rows written with canonical key texts and length-prefixed row hashes (format 1: see segsync.upgrade)."""
-SCHEMA_VERSION = 2
-"""The bookkeeping schema's shape; ``ensure`` brings an older one up to it."""
+SCHEMA_VERSION = 3
+"""The bookkeeping schema's shape; ``ensure`` brings an older one up to it (3: rejected records say which part of
+a run rejected them, and runs hold a fence in the warehouse)."""
+FINAL_STATUSES = ("committed", "failed", "abandoned")
+REJECTION_DETAIL_LIMIT = 1_000
+"""Rows with a null or duplicate key recorded one by one, per run; past this only their counts are kept."""
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
+NULL_KEY_REASON = "key column '{column}' is null"
+DUPLICATE_KEY_REASON = "duplicate key: {count} rows share it"
 HISTORY_COLUMNS = (
     "SYNC", "RUN_ID", "STATUS", "TRIGGER", "FULL_RESYNC", "STARTED_AT", "FINISHED_AT", "SOURCE_ROWS",
     "NEW_ROWS", "CHANGED_ROWS", "UNCHANGED_ROWS", "REJECTED", "SENT", "COMMITTED", "ERROR",
 )  # fmt: skip
-REJECTED_COLUMNS = ("SYNC", "RUN_ID", "ROW_KEY", "FIELD", "REASON", "REJECTED_AT")
+REJECTED_COLUMNS = ("SYNC", "RUN_ID", "ROW_KEY", "FIELD", "REASON", "REJECTED_AT", "SOURCE")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,16 @@ class DiffCounts:
     new: int = 0
     changed: int = 0
     unchanged: int = 0
-    bad_keys: int = 0
+    null_keys: int = 0
+    duplicate_keys: int = 0
+
+    @property
+    def bad_keys(self) -> int:
+        return self.null_keys + self.duplicate_keys
+
+    @property
+    def to_send(self) -> int:
+        return self.new + self.changed
 
 
 def destination_id(destination: SegmentConnection) -> str:
@@ -63,9 +79,10 @@ def destination_id(destination: SegmentConnection) -> str:
 
 
 def table_suffix(sync_name: str) -> str:
-    """A sync's tables: readable, unquoted-safe in both dialects, and distinct for every sync name."""
+    """A sync's tables: readable, unquoted-safe in every dialect, distinct for every sync name, and short
+    enough that a run's table name fits Postgres's 63 characters."""
     digest = hashlib.blake2b(sync_name.encode(), digest_size=3).hexdigest().upper()
-    return re.sub(r"[^A-Za-z0-9]", "_", sync_name).upper() + "_" + digest
+    return re.sub(r"[^A-Za-z0-9]", "_", sync_name).upper()[:24] + "_" + digest
 
 
 class WarehouseState:
@@ -81,6 +98,7 @@ class WarehouseState:
         self.history_table = f"{schema}.SYNC_RUNS"
         self.rejected_table = f"{schema}.REJECTED_RECORDS"
         self.version_table = f"{schema}.SCHEMA_VERSION"
+        self.fence_table = f"{schema}.RUN_FENCE"
 
     def ensure(self) -> None:
         """Create the schema and shared tables on first use, or bring an older schema up to date (idempotent)."""
@@ -104,17 +122,20 @@ class WarehouseState:
         )
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC VARCHAR, RUN_ID VARCHAR, "
-            "ROW_KEY VARCHAR, FIELD VARCHAR, REASON VARCHAR, REJECTED_AT TIMESTAMP)"
+            "ROW_KEY VARCHAR, FIELD VARCHAR, REASON VARCHAR, REJECTED_AT TIMESTAMP, SOURCE VARCHAR)"
         )
+        self.warehouse.execute(f"CREATE TABLE IF NOT EXISTS {self.fence_table} (SYNC VARCHAR, RUN_ID VARCHAR)")
         if legacy:
             # Before versioning (segsync 0.1): state rows gain the key format that wrote them; theirs stays
             # NULL (format 1) until their sync's next run re-keys them (segsync.upgrade).
             self.warehouse.execute(f"ALTER TABLE {self.state_table} ADD COLUMN IF NOT EXISTS KEY_FORMAT INTEGER")
+        if legacy or (version or 0) < 3:
+            self.warehouse.execute(f"ALTER TABLE {self.rejected_table} ADD COLUMN IF NOT EXISTS SOURCE VARCHAR")
         self.warehouse.insert_rows(self.version_table, ["VERSION", "APPLIED_AT"], [(SCHEMA_VERSION, _now())])
 
-    def run_table(self, sync_name: str) -> str:
-        """Where a run's diff waits for finalize; one per sync, since a sync runs once at a time."""
-        return f"{self._schema}.RUN_{table_suffix(sync_name)}"
+    def run_table(self, sync_name: str, run_id: str) -> str:
+        """Where a run's diff waits for its waves and checkpoints: one table per run, never shared."""
+        return f"{self._schema}.RUN_{table_suffix(sync_name)}_{re.sub(r'[^A-Za-z0-9]', '_', run_id).upper()}"
 
     def cursor_table(self, sync_name: str, destination: str) -> str:
         return f"{self._schema}.CURSOR_{table_suffix(sync_name + ' ' + destination)}"
@@ -146,12 +167,13 @@ class WarehouseState:
             + "\nFROM t"
         )
 
-    def diff_statement(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
-        """The run table: every model row with its key, key count, hashes and change kind.
+    def diff_statement(
+        self, sync: AnySync, run_id: str, destination: str, columns: list[ModelColumn], *, full_resync: bool
+    ) -> str:
+        """The run table: every model row with its key, key count, hashes, change kind and number.
 
         Update or Create: new and changed rows go out. Append: only keys never delivered. A full
-        resync ignores state. Rows with a null or repeated key are kept so the planner can reject
-        them by name.
+        resync ignores state. Rows with a null or repeated key are kept so they can be rejected by name.
         """
         d = self.dialect
         if full_resync:
@@ -166,52 +188,73 @@ class WarehouseState:
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
         return (
-            f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n"
+            f"CREATE OR REPLACE TABLE {self.run_table(sync.name, run_id)} AS\n"
             f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
             f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
+            f"ROW_NUMBER() OVER () AS {SEQ}, "
             + ", ".join(f"k.{d.quote(c.name)}" for c in columns)
             + f"\nFROM k LEFT JOIN {self.state_table} AS s ON s.SYNC = {d.literal(sync.name)} "
             f"AND s.DESTINATION = {d.literal(destination)} AND s.ROW_KEY = k.{KEY}"
         )
 
-    def prepare(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> DiffCounts:
+    def prepare(
+        self, sync: AnySync, run_id: str, destination: str, columns: list[ModelColumn], *, full_resync: bool
+    ) -> DiffCounts:
         """Materialize the run table (``diff_statement``) and count what it holds."""
-        self.warehouse.execute(self.diff_statement(sync, destination, columns, full_resync=full_resync))
-        counts = dict.fromkeys(("new", "changed", "unchanged", "resync", "bad"), 0)
+        run_table = self.run_table(sync.name, run_id)
+        self.warehouse.execute(self.diff_statement(sync, run_id, destination, columns, full_resync=full_resync))
+        counts = dict.fromkeys(("new", "changed", "unchanged", "resync", "null", "duplicate"), 0)
         for change_kind, bad, rows in self.warehouse.query(
-            f"SELECT {CHANGE}, CASE WHEN {KEY} IS NULL OR {KEY_COUNT} > 1 THEN 1 ELSE 0 END, COUNT(*) "
-            f"FROM {self.run_table(sync.name)} GROUP BY 1, 2"
+            f"SELECT {CHANGE}, CASE WHEN {KEY} IS NULL THEN 'null' WHEN {KEY_COUNT} > 1 THEN 'duplicate' END, "
+            f"COUNT(*) FROM {run_table} GROUP BY 1, 2"
         ):
-            counts["bad" if bad else change_kind] += rows
-        total = sum(counts.values())
+            counts[bad or change_kind] += rows
         return DiffCounts(
-            source_rows=total,
+            source_rows=sum(counts.values()),
             new=counts["new"] + counts["resync"],
             changed=counts["changed"],
             unchanged=counts["unchanged"],
-            bad_keys=counts["bad"],
+            null_keys=counts["null"],
+            duplicate_keys=counts["duplicate"],
         )
 
-    def changed_rows_sql(self, sync_name: str) -> str:
-        """The rows to send, and the bad keys to reject (in no particular order: a sort would cost
-        the warehouse memory and buy nothing, since finalize commits a run only when all of it is done)."""
+    def wave_sql(self, sync_name: str, run_id: str, after_seq: int, rows: int) -> str:
+        """The next ``rows`` rows to send after ``after_seq``, in ``SEQ`` order (a wave)."""
         return (
-            f"SELECT * FROM {self.run_table(sync_name)} "
-            f"WHERE {CHANGE} <> 'unchanged' OR {KEY} IS NULL OR {KEY_COUNT} > 1"
+            f"SELECT * FROM {self.run_table(sync_name, run_id)} AS r "
+            f"WHERE r.{SEQ} > {int(after_seq)} AND {_sendable('r')} ORDER BY r.{SEQ} LIMIT {int(rows)}"
         )
 
-    def commit(self, sync: AnySync, destination: str, run_id: str, rejections: list[dict[str, Any]]) -> int:
-        """Merge the delivered rows of a finished run into state; rejected rows stay out, to be retried.
+    def reject_bad_keys(self, sync: AnySync, run_id: str, detail_limit: int = REJECTION_DETAIL_LIMIT) -> None:
+        """Record the rows whose key is null or shared, in SQL: a model of a million null keys never passes
+        through the planner's memory. The first ``detail_limit`` rows are recorded one by one."""
+        d = self.dialect
+        before, after = DUPLICATE_KEY_REASON.split("{count}")
+        reason = (
+            f"CASE WHEN r.{KEY} IS NULL THEN {d.literal(NULL_KEY_REASON.format(column=sync.key))} "
+            f"ELSE {d.literal(before)} || CAST(r.{KEY_COUNT} AS VARCHAR) || {d.literal(after)} END"
+        )
+        self.warehouse.execute(
+            f"INSERT INTO {self.rejected_table} ({', '.join(REJECTED_COLUMNS)}) "
+            f"SELECT {d.literal(sync.name)}, {d.literal(run_id)}, r.{KEY}, 'key', {reason}, CURRENT_TIMESTAMP, "
+            f"'planner' FROM {self.run_table(sync.name, run_id)} AS r "
+            f"WHERE (r.{KEY} IS NULL OR r.{KEY_COUNT} > 1){self._fenced(sync.name, run_id)} "
+            f"ORDER BY r.{SEQ} LIMIT {int(detail_limit)}"
+        )
 
-        Idempotent: a finalize that died half way runs again to the same result.
+    def checkpoint(self, sync: AnySync, run_id: str, destination: str, first_seq: int, last_seq: int) -> int:
+        """Merge the delivered rows numbered ``first_seq``..``last_seq`` into state; rejected rows stay out.
+
+        Idempotent (the same rows merge to the same hashes), and fenced: if another run holds the sync
+        now, nothing is merged (the warehouse's own record of the run holding it, ``RUN_FENCE``).
+        Returns how many rows it committed.
         """
         d = self.dialect
-        self.record_rejections(sync.name, run_id, rejections)
-        run_table = self.run_table(sync.name)
         delivered = (
-            f"FROM {run_table} AS r WHERE r.{CHANGE} <> 'unchanged' AND r.{KEY} IS NOT NULL AND r.{KEY_COUNT} = 1 "
-            f"AND r.{KEY} NOT IN (SELECT ROW_KEY FROM {self.rejected_table} WHERE SYNC = {d.literal(sync.name)} "
-            f"AND RUN_ID = {d.literal(run_id)} AND ROW_KEY IS NOT NULL)"
+            f"FROM {self.run_table(sync.name, run_id)} AS r WHERE r.{SEQ} BETWEEN {int(first_seq)} AND "
+            f"{int(last_seq)} AND {_sendable('r')} AND r.{KEY} NOT IN "
+            f"(SELECT ROW_KEY FROM {self.rejected_table} WHERE SYNC = {d.literal(sync.name)} "
+            f"AND RUN_ID = {d.literal(run_id)} AND ROW_KEY IS NOT NULL){self._fenced(sync.name, run_id)}"
         )
         committed = self.warehouse.query(f"SELECT COUNT(*) {delivered}")[0][0]
         self.warehouse.execute(
@@ -224,37 +267,70 @@ class WarehouseState:
             "WHEN NOT MATCHED THEN INSERT (SYNC, DESTINATION, ROW_KEY, ROW_HASH, SYNCED_AT, KEY_FORMAT) "
             f"VALUES (d.SYNC, d.DESTINATION, d.ROW_KEY, d.ROW_HASH, CURRENT_TIMESTAMP, {KEY_FORMAT})"
         )
-        if isinstance(sync, TrackSync) and sync.cursor:
-            self._advance_cursor(sync, destination, sync.cursor, run_id)
         return int(committed)
 
-    def record_rejections(self, sync_name: str, run_id: str, rejections: list[dict[str, Any]]) -> None:
-        """Write a run's rejected records where analysts can query them (replacing any earlier copy)."""
+    def record_rejections(self, sync_name: str, run_id: str, source: str, rejections: list[dict[str, Any]]) -> None:
+        """Write the rejected records of one part of a run (a chunk, the planner's rows), replacing an earlier
+        copy of that part, where analysts can query them."""
         d = self.dialect
         self.warehouse.execute(
-            f"DELETE FROM {self.rejected_table} WHERE SYNC = {d.literal(sync_name)} AND RUN_ID = {d.literal(run_id)}"
+            f"DELETE FROM {self.rejected_table} WHERE SYNC = {d.literal(sync_name)} "
+            f"AND RUN_ID = {d.literal(run_id)} AND SOURCE = {d.literal(source)}"
         )
         now = _now()
         self.warehouse.insert_rows(
             self.rejected_table,
             list(REJECTED_COLUMNS),
-            [(sync_name, run_id, r.get("row_key"), r["field"], r["reason"], now) for r in rejections],
+            [(sync_name, run_id, r.get("row_key"), r["field"], r["reason"], now, source) for r in rejections],
+        )
+
+    def fence(self, sync_name: str, run_id: str) -> None:
+        """Say in the warehouse which run holds the sync now: a run that lost it can merge nothing more."""
+        d = self.dialect
+        self.warehouse.execute(f"DELETE FROM {self.fence_table} WHERE SYNC = {d.literal(sync_name)}")
+        self.warehouse.insert_rows(self.fence_table, ["SYNC", "RUN_ID"], [(sync_name, run_id)])
+
+    def _fenced(self, sync_name: str, run_id: str) -> str:
+        d = self.dialect
+        return (
+            f" AND EXISTS (SELECT 1 FROM {self.fence_table} AS f WHERE f.SYNC = {d.literal(sync_name)} "
+            f"AND f.RUN_ID = {d.literal(run_id)})"
         )
 
     def record_history(self, run: dict[str, Any]) -> None:
         """One row per run in ``SYNC_RUNS`` (replacing an earlier row of the same run)."""
         self.warehouse.execute(f"DELETE FROM {self.history_table} WHERE RUN_ID = {self.dialect.literal(run['run_id'])}")
+        final = run["status"] in FINAL_STATUSES
         values = (
             run["sync"], run["run_id"], run["status"], run.get("trigger"), bool(run.get("full_resync")),
-            _timestamp(run.get("started_at")), _timestamp(run.get("finished_at")) or _now(),
+            _timestamp(run.get("started_at")), (_timestamp(run.get("finished_at")) or _now()) if final else None,
             run.get("rows_read", 0), run.get("new", 0), run.get("changed", 0), run.get("unchanged", 0),
             run.get("rejected_planner", 0) + run.get("rejected_sender", 0), run.get("sent", 0),
             run.get("committed", 0), run.get("error") or run.get("last_error"),
         )  # fmt: skip
         self.warehouse.insert_rows(self.history_table, list(HISTORY_COLUMNS), [values])
 
-    def drop_run(self, sync_name: str) -> None:
-        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.run_table(sync_name)}")
+    def unfinished_runs(self, sync_name: str, current: str) -> list[str]:
+        """Runs of the sync the warehouse saw start but never end (a planner or a local stack that died),
+        other than ``current``: whoever holds the sync's lock may close them."""
+        rows = self.warehouse.query(
+            f"SELECT RUN_ID FROM {self.history_table} WHERE SYNC = {self.dialect.literal(sync_name)} "
+            f"AND RUN_ID <> {self.dialect.literal(current)} "
+            f"AND STATUS NOT IN ({', '.join(self.dialect.literal(s) for s in FINAL_STATUSES)})"
+        )
+        return [row[0] for row in rows]
+
+    def close_unfinished(self, sync_name: str, run_id: str, reason: str) -> None:
+        """Mark a run that never ended abandoned in the history, and drop its run table."""
+        d = self.dialect
+        self.warehouse.execute(
+            f"UPDATE {self.history_table} SET STATUS = 'abandoned', FINISHED_AT = CURRENT_TIMESTAMP, "
+            f"ERROR = {d.literal(reason)} WHERE SYNC = {d.literal(sync_name)} AND RUN_ID = {d.literal(run_id)}"
+        )
+        self.drop_run(sync_name, run_id)
+
+    def drop_run(self, sync_name: str, run_id: str) -> None:
+        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.run_table(sync_name, run_id)}")
 
     def history(self, sync_name: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest runs of a sync, from the warehouse's own record."""
@@ -291,14 +367,17 @@ class WarehouseState:
         mark = self._watermark(self.cursor_table(sync.name, destination))
         return f"\nWHERE {mark} IS NULL OR {column} IS NULL OR {column} >= {mark}"
 
-    def _advance_cursor(self, sync: TrackSync, destination: str, cursor: str, run_id: str) -> None:
-        """Move the watermark to the newest delivered event, but never past an undelivered one.
+    def advance_cursor(self, sync: AnySync, run_id: str, destination: str) -> None:
+        """Move a Track sync's watermark to the newest delivered event, but never past an undelivered one.
 
         Watermarks are appended per run; the table is created by ``CREATE TABLE AS`` so it keeps the
         cursor column's own type, whatever it is, in every dialect.
         """
+        if not isinstance(sync, TrackSync) or not sync.cursor:
+            return
+        cursor = sync.cursor
         d = self.dialect
-        run_table = self.run_table(sync.name)
+        run_table = self.run_table(sync.name, run_id)
         cursor_table = self.cursor_table(sync.name, destination)
         column = self.column(cursor, self.warehouse.describe(f"SELECT * FROM {run_table}"), sync.name, "cursor")
         self.warehouse.execute(
@@ -334,6 +413,11 @@ class WarehouseState:
         case-insensitive, since Snowflake upper-cases unquoted names); ConfigError names a missing one."""
         names = [c.name for c in columns]
         return self.dialect.quote(names[column_index(names, sync_name)(column, field)])
+
+
+def _sendable(alias: str) -> str:
+    """Rows of a run table that go out: new or changed, with a key of their own."""
+    return f"{alias}.{CHANGE} <> 'unchanged' AND {alias}.{KEY} IS NOT NULL AND {alias}.{KEY_COUNT} = 1"
 
 
 def nested(model: str) -> str:

@@ -12,7 +12,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from segsync.config import Notification, Project, parse_connection, parse_notifications, parse_sync
-from segsync.errors import ConfigError
+from segsync.errors import ConfigError, SegsyncError
 
 RUN_TTL_S = 30 * 24 * 3600
 SYNC_KIND = "sync"
@@ -149,42 +149,107 @@ class ChunkTally:
     retries: int
 
 
+RUN_COUNTERS = (
+    "waves", "chunks_enqueued", "rows_enqueued", "enqueued_seq", "chunks_done", "rows_done", "sent",
+    "rejected_sender", "batches", "bytes_sent", "retries", "checkpoints", "checkpointed_wave", "committed",
+    "peak_queued_rows",
+)  # fmt: skip
+"""A run item's counters, zero at its start: the planner keeps them as waves go out and chunks come back."""
+
+
+class LostLock(SegsyncError):
+    """The run no longer holds its sync's lock (another run took over): it may change nothing more."""
+
+
+def _cancelled(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException")
+
+
 class RunStore:
-    """The runs table: run items, per-chunk results (written once) and rejected records."""
+    """The runs table: the sync's lock, run items, waves, per-chunk results (written once) and rejected rows.
+
+    ``pk = sync#NAME``: ``sk = lock`` (the run holding the sync, with the time it expires unless progress
+    renews it), ``sk = run#ID`` (a run's status and counts). ``pk = run#ID``: ``sk = wave#K`` (the chunks
+    and rows of each wave), ``sk = chunk#N`` (written once by the sender that delivered chunk N: the one
+    write a chunk costs), ``sk = failure#N`` and ``sk = rejected#chunkN#I``.
+    """
 
     def __init__(self, table: Any, clock: Any = time.time) -> None:
         self._table = table
         self._clock = clock
 
-    def acquire_lock(self, sync: str, run_id: str, seconds: int) -> dict[str, Any] | None:
-        """Take the sync's lock for a new run, unless a live run holds it.
+    # ------------------------------------------------------------------------------------------ the lock
 
-        Returns None when taken, else the lock item (its ``run_id`` and ``expires_at``) so the caller
-        can finalize or abandon that run. One conditional write: two planners cannot both win.
+    def begin(
+        self,
+        sync: str,
+        run_id: str,
+        seconds: int,
+        *,
+        trigger: str,
+        full_resync: bool = False,
+        destination: str | None = None,
+        replacing: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Take the sync's lock and create the run's item, in one transaction; None when taken.
+
+        The lock never exists without its run, so a planner never mistakes a run being born for none.
+        ``replacing``: take over from that run, whose lock has expired (it made no progress for the lock
+        window). Otherwise only a free lock is taken. On failure, returns the lock that is held (its
+        ``run_id`` and ``expires_at``).
         """
-        now = int(self._clock())
+        now = self._clock()
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if replacing is not None:
+            condition = {
+                "ConditionExpression": "run_id = :old AND expires_at <= :now",
+                "ExpressionAttributeValues": {":old": replacing, ":now": int(now)},
+            }
+        lock = {
+            "pk": f"sync#{sync}",
+            "sk": "lock",
+            "run_id": run_id,
+            "acquired_at": int(now),
+            "expires_at": int(now) + seconds,
+        }
         try:
-            self._table.put_item(
-                Item={
-                    "pk": f"sync#{sync}",
-                    "sk": "lock",
-                    "run_id": run_id,
-                    "acquired_at": now,
-                    "expires_at": now + seconds,
-                },
-                ConditionExpression="attribute_not_exists(pk)",
+            self._client().transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table.name, "Item": to_item(lock), **condition}},
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": to_item(self._run_item(sync, run_id, trigger, full_resync, destination, now)),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not _cancelled(exc):
                 raise
-            held = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": "lock"}, ConsistentRead=True).get("Item")
-            return from_item(held) if held else {"run_id": None, "expires_at": 0}
+            return self.lock(sync) or {"run_id": None, "expires_at": 0}
         return None
 
     def lock(self, sync: str) -> dict[str, Any] | None:
         """The sync's lock item (``run_id``, ``expires_at``), or None when no run holds it."""
         item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": "lock"}, ConsistentRead=True).get("Item")
         return from_item(item) if item else None
+
+    def renew(self, sync: str, run_id: str, seconds: int) -> bool:
+        """Push the lock's expiry ``seconds`` past now, if the run still holds it (progress was made)."""
+        try:
+            self._table.update_item(
+                Key={"pk": f"sync#{sync}", "sk": "lock"},
+                UpdateExpression="SET expires_at = :until",
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeValues={":run": run_id, ":until": int(self._clock()) + seconds},
+            )
+        except ClientError as exc:
+            if _cancelled(exc):
+                return False
+            raise
+        return True
 
     def last_scheduled(self, sync: str) -> float | None:
         """When the tick last started this sync (epoch seconds); kept without TTL, unlike runs."""
@@ -222,44 +287,99 @@ class RunStore:
                 ExpressionAttributeValues={":run": run_id},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not _cancelled(exc):
                 raise
 
-    def set_status(self, sync: str, run_id: str, status: str, **fields: Any) -> None:
-        """Move a run to ``status`` (committed, abandoned, ...) and record extra fields."""
-        values = {"status": status, "finished_at": Decimal(str(round(self._clock(), 3))), **fields}
-        names = {f"#f{i}": name for i, name in enumerate(values)}
-        self._table.update_item(
-            Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":v{i}": to_item(v) for i, v in enumerate(values.values())},
-        )
+    # ------------------------------------------------------------------------------------------ run items
+
+    def update_run(self, sync: str, run_id: str, *, holder: str | None = None, **fields: Any) -> None:
+        """Set fields of a run's item, fenced: only while ``holder`` (default: the run) holds the sync's lock.
+
+        Raises:
+            LostLock: another run holds the lock; nothing was written.
+        """
+        values = {name: to_item(value) for name, value in fields.items() if value is not None}
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table.name,
+                            "Key": to_item({"pk": f"sync#{sync}", "sk": "lock"}),
+                            "ConditionExpression": "run_id = :holder",
+                            "ExpressionAttributeValues": to_item({":holder": holder or run_id}),
+                        }
+                    },
+                    {"Update": {"TableName": self._table.name, **_update(f"sync#{sync}", f"run#{run_id}", values)}},
+                ]
+            )
+        except ClientError as exc:
+            if _cancelled(exc):
+                raise LostLock(f"run {run_id} of sync '{sync}' no longer holds the sync's lock") from None
+            raise
+
+    def claim_work(self, sync: str, run_id: str, worker: str, seconds: float) -> bool:
+        """Become the one planner working on a run (checkpoints, waves, finalize) for ``seconds``.
+
+        Two planner invocations acting on one run at once (a tick and a run request) would interleave
+        their steps; the second finds the run claimed and leaves it. A claim dies with its invocation.
+        """
+        now = self._clock()
+        try:
+            self._table.update_item(
+                Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+                UpdateExpression="SET worker = :me, worker_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(worker_until) OR worker_until < :now)"
+                ),
+                ExpressionAttributeValues={
+                    ":me": worker,
+                    ":until": Decimal(str(round(now + seconds, 3))),
+                    ":now": Decimal(str(round(now, 3))),
+                },
+            )
+        except ClientError as exc:
+            if _cancelled(exc):
+                return False
+            raise
+        return True
+
+    def release_work(self, sync: str, run_id: str, worker: str) -> None:
+        try:
+            self._table.update_item(
+                Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
+                UpdateExpression="REMOVE worker, worker_until",
+                ConditionExpression="worker = :me",
+                ExpressionAttributeValues={":me": worker},
+            )
+        except ClientError as exc:
+            if not _cancelled(exc):
+                raise
 
     def start(
         self, sync: str, run_id: str, trigger: str, full_resync: bool = False, destination: str | None = None
     ) -> None:
-        now = self._clock()
+        """Record a run that holds no lock: one that could not even begin (its failure is recorded next)."""
         self._table.put_item(
-            Item={
-                "pk": f"sync#{sync}",
-                "sk": f"run#{run_id}",
-                "sync": sync,
-                "run_id": run_id,
-                "trigger": trigger,
-                "full_resync": full_resync,
-                **({"destination": destination} if destination else {}),
-                "status": "planning",
-                "started_at": Decimal(str(round(now, 3))),
-                "expires_at": int(now) + RUN_TTL_S,
-                "chunks_done": 0,
-                "sent": 0,
-                "rejected_sender": 0,
-                "batches": 0,
-                "bytes_sent": 0,
-                "retries": 0,
-            }
+            Item=to_item(self._run_item(sync, run_id, trigger, full_resync, destination, self._clock()))
         )
+
+    def _run_item(
+        self, sync: str, run_id: str, trigger: str, full_resync: bool, destination: str | None, now: float
+    ) -> dict[str, Any]:
+        return {
+            "pk": f"sync#{sync}",
+            "sk": f"run#{run_id}",
+            "sync": sync,
+            "run_id": run_id,
+            "trigger": trigger,
+            "full_resync": full_resync,
+            **({"destination": destination} if destination else {}),
+            "status": "planning",
+            "started_at": Decimal(str(round(now, 3))),
+            "expires_at": int(now) + RUN_TTL_S,
+            **dict.fromkeys(RUN_COUNTERS, 0),
+        }
 
     def skipped(self, sync: str, run_id: str, trigger: str, reason: str) -> None:
         """Record a requested run that did not start; never over a run item that exists (a duplicate invoke)."""
@@ -284,22 +404,127 @@ class RunStore:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
-    def planned(self, sync: str, run_id: str, *, chunks: int, **counts: int | float) -> None:
-        """Close planning: from now on the run completes when ``chunks_done`` reaches ``chunks``.
-
-        ``counts``: rows_read, new, changed, unchanged, rejected_planner, planner_s.
-        """
-        values = {"status": "sending", "chunks_total": chunks, **counts}
-        self._table.update_item(
-            Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
-            ExpressionAttributeNames={f"#f{i}": name for i, name in enumerate(values)},
-            ExpressionAttributeValues={f":v{i}": to_item(v) for i, v in enumerate(values.values())},
-        )
-        self._try_complete(sync, run_id)
-
     def failed(self, sync: str, run_id: str, error: str) -> None:
-        self.set_status(sync, run_id, "failed", error=error)
+        """Mark a run that never held a lock failed (one that did is failed with ``update_run``)."""
+        self._table.update_item(
+            **_update(
+                f"sync#{sync}",
+                f"run#{run_id}",
+                {"status": "failed", "error": error, "finished_at": Decimal(str(round(self._clock(), 3)))},
+            )
+        )
+
+    def run(self, sync: str, run_id: str) -> dict[str, Any]:
+        item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"}, ConsistentRead=True)
+        return from_item(item.get("Item", {}))
+
+    def runs(self, sync: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs of a sync first."""
+        page = self._table.query(
+            KeyConditionExpression=Key("pk").eq(f"sync#{sync}") & Key("sk").begins_with("run#"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [from_item(item) for item in page["Items"]]
+
+    # ------------------------------------------------------------------------------------------ waves
+
+    def put_wave(
+        self, sync: str, run_id: str, wave: dict[str, Any], progress: dict[str, Any], after_chunks: int
+    ) -> None:
+        """Record a wave the planner queued, and the run's planning progress, in one fenced transaction.
+
+        ``after_chunks``: the run's ``chunks_enqueued`` before this wave; a planner that queued the same
+        wave meanwhile makes this one fail (its chunks are the same rows, so nothing is lost or doubled).
+
+        Raises:
+            LostLock: the run lost its lock, or another planner recorded this wave first.
+        """
+        values = {name: to_item(value) for name, value in progress.items()}
+        update = _update(f"sync#{sync}", f"run#{run_id}", values)
+        update["ConditionExpression"] = (
+            "chunks_enqueued = :before OR (attribute_not_exists(chunks_enqueued) AND :before = :zero)"
+        )
+        update["ExpressionAttributeValues"].update(to_item({":before": after_chunks, ":zero": 0}))
+        item = {
+            "pk": f"run#{run_id}",
+            "sk": f"wave#{wave['wave']:06d}",
+            **wave,
+            "expires_at": int(self._clock()) + RUN_TTL_S,
+        }
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table.name,
+                            "Key": to_item({"pk": f"sync#{sync}", "sk": "lock"}),
+                            "ConditionExpression": "run_id = :holder",
+                            "ExpressionAttributeValues": to_item({":holder": run_id}),
+                        }
+                    },
+                    {"Update": {"TableName": self._table.name, **update}},
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": to_item(item),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _cancelled(exc):
+                raise LostLock(
+                    f"run {run_id} of sync '{sync}' lost its lock, or wave {wave['wave']} was queued twice"
+                ) from None
+            raise
+
+    def put_wave_totals(self, run_id: str, wave: int, totals: dict[str, int]) -> None:
+        """Keep a checkpointed wave's totals on its item, so later ticks add them up without its chunks."""
+        self._table.update_item(**_update(f"run#{run_id}", f"wave#{wave:06d}", totals))
+
+    def waves(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The run's waves numbered past ``after``, in order."""
+        return self._query(f"run#{run_id}", f"wave#{after + 1:06d}", "wave#999999")
+
+    # ------------------------------------------------------------------------------------------ chunks
+
+    def chunk_recorded(self, run_id: str, number: int) -> bool:
+        """Whether a chunk was already delivered and counted (a redelivered SQS message)."""
+        key = {"pk": f"run#{run_id}", "sk": f"chunk#{number:08d}"}
+        return "Item" in self._table.get_item(Key=key, ConsistentRead=True)
+
+    def record_chunk(self, run_id: str, number: int, tally: ChunkTally) -> bool:
+        """Count a chunk exactly once: one conditional write, all a delivered chunk costs the runs table.
+
+        The run's totals are the planner's to add up (``chunks``). Returns False when the chunk had been
+        counted already.
+        """
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": f"run#{run_id}",
+                    "sk": f"chunk#{number:08d}",
+                    "rows": tally.rows,
+                    "sent": tally.sent,
+                    "rejected": tally.rejected,
+                    "batches": tally.batches,
+                    "bytes_sent": tally.bytes_sent,
+                    "retries": tally.retries,
+                    "expires_at": int(self._clock()) + RUN_TTL_S,
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _cancelled(exc):
+                return False
+            raise
+        return True
+
+    def chunks(self, run_id: str, first: int, last: int) -> list[dict[str, Any]]:
+        """The delivered chunks numbered ``first``..``last`` (each item as its sender wrote it)."""
+        return self._query(f"run#{run_id}", f"chunk#{first:08d}", f"chunk#{last:08d}")
 
     def chunk_failed(self, sync: str, run_id: str, number: int, error: str) -> None:
         """Keep the latest delivery failure on the run, so its history says why it is not delivered.
@@ -319,7 +544,7 @@ class RunStore:
                 raise
         now = self._clock()
         self._table.update_item(
-            Key={"pk": f"run#{run_id}", "sk": f"failure#{number:06d}"},
+            Key={"pk": f"run#{run_id}", "sk": f"failure#{number:08d}"},
             UpdateExpression=(
                 "SET #sync = :sync, chunk = :chunk, first_error = if_not_exists(first_error, :error), "
                 "first_failed_at = if_not_exists(first_failed_at, :now), last_error = :error, "
@@ -338,93 +563,21 @@ class RunStore:
 
     def chunk_failure(self, run_id: str, number: int) -> dict[str, Any] | None:
         """A chunk's failed deliveries (``attempts``, ``first_error``, ``last_error``), or None if none failed."""
-        item = self._table.get_item(Key={"pk": f"run#{run_id}", "sk": f"failure#{number:06d}"}, ConsistentRead=True)
+        item = self._table.get_item(Key={"pk": f"run#{run_id}", "sk": f"failure#{number:08d}"}, ConsistentRead=True)
         return from_item(item["Item"]) if "Item" in item else None
 
-    def chunk_recorded(self, run_id: str, number: int) -> bool:
-        """Whether a chunk was already delivered and counted (a redelivered SQS message)."""
-        key = {"pk": f"run#{run_id}", "sk": f"chunk#{number:06d}"}
-        return "Item" in self._table.get_item(Key=key, ConsistentRead=True)
+    # ------------------------------------------------------------------------------------------ rejections
 
-    def record_chunk(self, sync: str, run_id: str, number: int, tally: ChunkTally) -> bool:
-        """Count a chunk exactly once (conditional write + counter update in one transaction).
-
-        Returns False when the chunk had been counted already.
-        """
-        client = self._table.meta.client
-        name = self._table.name
-        try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": name,
-                            "Item": {
-                                "pk": f"run#{run_id}",
-                                "sk": f"chunk#{number:06d}",
-                                "rows": tally.rows,
-                                "sent": tally.sent,
-                                "rejected": tally.rejected,
-                                "batches": tally.batches,
-                                "expires_at": int(self._clock()) + RUN_TTL_S,
-                            },
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": name,
-                            "Key": {"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
-                            "UpdateExpression": (
-                                "ADD chunks_done :one, sent :sent, rejected_sender :rej, batches :batches, "
-                                "bytes_sent :bytes, retries :retries"
-                            ),
-                            "ExpressionAttributeValues": {
-                                ":one": 1,
-                                ":sent": tally.sent,
-                                ":rej": tally.rejected,
-                                ":batches": tally.batches,
-                                ":bytes": tally.bytes_sent,
-                                ":retries": tally.retries,
-                            },
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                return False
-            raise
-        self._try_complete(sync, run_id)
-        return True
-
-    def _try_complete(self, sync: str, run_id: str) -> None:
-        """Mark the run delivered once every planned chunk is counted; whoever gets there first wins."""
-        try:
-            self._table.update_item(
-                Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"},
-                UpdateExpression="SET #s = :done, finished_at = :now",
-                ConditionExpression="#s = :sending AND chunks_done = chunks_total",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":done": "delivered",
-                    ":sending": "sending",
-                    ":now": Decimal(str(round(self._clock(), 3))),
-                },
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-
-    def put_rejections(self, sync: str, run_id: str, source: str, rejections: list[Rejection], start: int = 0) -> None:
-        """Keep rejected records for inspection; deterministic keys make a redelivery overwrite, not add."""
+    def put_rejections(self, sync: str, run_id: str, number: int, rejections: list[Rejection]) -> None:
+        """Keep a chunk's rejected rows until the planner moves them into the warehouse; deterministic keys
+        make a redelivery overwrite, not add."""
         expires = int(self._clock()) + RUN_TTL_S
         with self._table.batch_writer() as batch:
-            for i, rejection in enumerate(rejections, start=start):
+            for i, rejection in enumerate(rejections):
                 batch.put_item(
                     Item={
                         "pk": f"run#{run_id}",
-                        "sk": f"rejected#{source}#{i:06d}",
+                        "sk": f"rejected#chunk{number:08d}#{i:06d}",
                         "sync": sync,
                         "run_id": run_id,
                         "row_key": rejection.key,
@@ -434,34 +587,34 @@ class RunStore:
                     }
                 )
 
-    def run(self, sync: str, run_id: str) -> dict[str, Any]:
-        item = self._table.get_item(Key={"pk": f"sync#{sync}", "sk": f"run#{run_id}"}, ConsistentRead=True)
-        return from_item(item.get("Item", {}))
+    def rejections(self, run_id: str, number: int) -> list[dict[str, Any]]:
+        """The rejected rows of one delivered chunk."""
+        return self._query(f"run#{run_id}", f"rejected#chunk{number:08d}#", f"rejected#chunk{number:08d}#~")
 
-    def runs(self, sync: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest runs of a sync first."""
-        page = self._table.query(
-            KeyConditionExpression=Key("pk").eq(f"sync#{sync}") & Key("sk").begins_with("run#"),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [from_item(item) for item in page["Items"]]
+    # ------------------------------------------------------------------------------------------ plumbing
 
-    def rejections(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """A run's rejected records (the first ``limit`` of them, or all)."""
+    def _query(self, pk: str, low: str, high: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(f"run#{run_id}") & Key("sk").begins_with("rejected#")
-        }
-        while limit is None or len(items) < limit:
-            if limit is not None:
-                kwargs["Limit"] = limit - len(items)
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(pk) & Key("sk").between(low, high)}
+        while True:
             page = self._table.query(**kwargs)
             items.extend(from_item(item) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
-                break
+                return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return items
+
+    def _client(self) -> Any:
+        return self._table.meta.client
+
+
+def _update(pk: str, sk: str, values: dict[str, Any]) -> dict[str, Any]:
+    """An UpdateItem's arguments that SET each of ``values`` (for the table, or an Update in a transaction)."""
+    return {
+        "Key": {"pk": pk, "sk": sk},
+        "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+        "ExpressionAttributeNames": {f"#f{i}": name for i, name in enumerate(values)},
+        "ExpressionAttributeValues": {f":v{i}": to_item(value, top=False) for i, value in enumerate(values.values())},
+    }
 
 
 class NotificationLog:

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from segsync.store import RunStore, reason_kind
+from segsync.store import RunStore
 
 TOP_REASONS = 5
 
@@ -27,18 +27,19 @@ class SyncSummary:
     rejected: int
     committed: int
     seconds: float
+    peak_queued_rows: int = 0
+    waves: int = 0
+    checkpoints: int = 0
     error: str | None = None
+    warning: str | None = None
     rejection_reasons: dict[str, int] = field(default_factory=dict)
 
 
-def summarize(runs: RunStore, sync: str, run_id: str, reasons_from: int | None = None) -> SyncSummary:
-    """One run as the CLI shows it, from its item in the runs table and its rejected records.
-
-    ``reasons_from`` bounds how many rejected records the reasons are counted over (a notification
-    needs the first reasons, not a scan of a million rejections); None counts them all.
-    """
+def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
+    """One run as the CLI shows it, from its item in the runs table (its rejections counted by reason there:
+    exact, whatever their number, without reading a rejected row)."""
     item = runs.run(sync, run_id)
-    reasons = Counter(f"{r['field']}: {reason_kind(r['reason'])}" for r in runs.rejections(run_id, limit=reasons_from))
+    reasons = Counter(item.get("rejection_reasons") or {})
     finished = item.get("finished_at") or time.time()
     return SyncSummary(
         sync=sync,
@@ -53,6 +54,10 @@ def summarize(runs: RunStore, sync: str, run_id: str, reasons_from: int | None =
         rejected=item.get("rejected_planner", 0) + item.get("rejected_sender", 0),
         committed=item.get("committed", 0),
         seconds=round(finished - item.get("started_at", finished), 3),
+        peak_queued_rows=item.get("peak_queued_rows", 0),
+        waves=item.get("waves", 0),
+        checkpoints=item.get("checkpoints", 0),
+        warning=item.get("warning"),
         error=item.get("error") or (item.get("last_error") if item.get("status") != "committed" else None),
         rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
     )

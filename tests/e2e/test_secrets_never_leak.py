@@ -113,10 +113,10 @@ def everything(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     send_all = ChunkQueue.send_all
 
     def recording_send_all(self: ChunkQueue, bodies: Any) -> int:
-        def recorded() -> Iterator[tuple[int, str]]:
-            for number, body in bodies:
+        def recorded() -> Iterator[tuple[int, str, int]]:
+            for number, body, delay in bodies:
                 left["chunks"].append(repr(decode(body)))
-                yield number, body
+                yield number, body, delay
 
         return send_all(self, recorded())
 
@@ -384,7 +384,7 @@ def test_a_chunk_forged_to_carry_the_senders_aws_key_elsewhere_sends_nothing_and
             sqs.send_message(QueueUrl=stack.queue_url, MessageBody=forged)
 
             # When the sender gets it, as often as the queue hands it over
-            stats = driver.drain(idle_timeout_s=1)
+            stats = driver.drain()
             parked = sqs.get_queue_attributes(
                 QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
             )["Attributes"]["ApproximateNumberOfMessages"]

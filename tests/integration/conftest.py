@@ -16,11 +16,13 @@ from segsync.config import load_project
 from segsync.local.capture import CaptureServer
 from segsync.local.driver import load_handler
 from segsync.local.stack import LocalStack, create_resources
-from segsync.store import SyncStore
+from segsync.store import RunStore, SyncStore
 
 from ..conftest import EVENTS
 
 SAMPLE_RUN = "20261129T000000Z-sample"
+SAMPLE_SYNC = "sample-users"
+"""The run and sync of events/sender-sqs.json's chunk (a sync of its own, so its run never holds the demo's lock)."""
 """The run of the sample chunk in events/sender-sqs.json."""
 
 
@@ -40,10 +42,25 @@ def pushed_project(stack: LocalStack, project_file: Path, capture: CaptureServer
     monkeypatch.setenv("SEGMENT_WRITE_KEY", "test-write-key")
     monkeypatch.setenv("SEGMENT_ALLOWED_ENDPOINTS", capture.url)
     project = load_project(project_file)
-    segment = project.connections["segment"].model_copy(update={"endpoint": capture.url})
+    # A capture endpoint has no workspace budget: unpaced, every chunk of a wave is released at once.
+    segment = project.connections["segment"].model_copy(
+        update={"endpoint": capture.url, "events_per_second": 1_000_000}
+    )
     project = project.model_copy(update={"connections": {**project.connections, "segment": segment}})
     SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(project)
     return project
+
+
+def begin_run(runs: RunStore, sync: str, run_id: str) -> None:
+    """A run as the planner begins it: it holds the sync's lock, so the senders deliver its chunks."""
+    assert runs.begin(sync, run_id, 3_600, trigger="test") is None
+
+
+def counted(runs: RunStore, run_id: str) -> dict[str, int]:
+    """What the senders counted for a run: the sums of its chunk items (the planner's tick adds the same)."""
+    chunks = runs.chunks(run_id, 1, 99_999_999)
+    totals = {name: sum(c[name] for c in chunks) for name in ("rows", "sent", "rejected", "batches")}
+    return {"chunks": len(chunks), **totals}
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from segsync.commands import dlq
 from segsync.store import RunStore
 
 from ..conftest import EVENTS
+from .conftest import SAMPLE_SYNC
 from .stand_in import table_resource
 
 STACK = "segsync-dlq-test"
@@ -85,12 +86,12 @@ def stack() -> Iterator[Deployed]:
 def parked(stack: Deployed) -> Any:
     """The sample chunk, failed twice by the sender, then dead-lettered by SQS."""
     chunk = decode(SAMPLE)
-    stack.runs.start("demo-users", chunk.run_id, "schedule")
-    stack.runs.planned("demo-users", chunk.run_id, chunks=1, rows_read=3)
+    assert stack.runs.begin(SAMPLE_SYNC, chunk.run_id, 3_600, trigger="schedule") is None
+    stack.runs.update_run(SAMPLE_SYNC, chunk.run_id, status="sending", rows_read=3)
     first = "Segment batch not delivered after 4 attempt(s): last failure HTTP 503"
     last = "Segment batch not delivered after 2 attempt(s): last failure ConnectionError"
-    stack.runs.chunk_failed("demo-users", chunk.run_id, chunk.number, first)
-    stack.runs.chunk_failed("demo-users", chunk.run_id, chunk.number, last)
+    stack.runs.chunk_failed(SAMPLE_SYNC, chunk.run_id, chunk.number, first)
+    stack.runs.chunk_failed(SAMPLE_SYNC, chunk.run_id, chunk.number, last)
     stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=SAMPLE)
     return chunk
 
@@ -103,7 +104,7 @@ def test_show_names_the_parked_chunk_its_failures_and_first_error(stack, parked,
     out = orjson.loads(capsys.readouterr().out)
     assert code == 0 and out["approximate_depth"] == 1
     [chunk] = out["parked"]
-    assert (chunk["sync"], chunk["run_id"], chunk["chunk"], chunk["rows"]) == ("demo-users", parked.run_id, 1, 3)
+    assert (chunk["sync"], chunk["run_id"], chunk["chunk"], chunk["rows"]) == (SAMPLE_SYNC, parked.run_id, 1, 3)
     assert (chunk["failures"], chunk["run_status"], chunk["delivered"]) == (2, "sending", False)
     assert chunk["first_error"].endswith("HTTP 503") and chunk["last_error"].endswith("ConnectionError")
     assert stack.depth(stack.dlq_url) == 1
@@ -116,7 +117,7 @@ def test_show_prints_no_row_contents(stack, parked, capsys):
     # Then the table and the errors are there, but none of the chunk's rows
     out = capsys.readouterr().out
     assert code == 0
-    assert "demo-users" in out and parked.run_id in out and "HTTP 503" in out
+    assert SAMPLE_SYNC in out and parked.run_id in out and "HTTP 503" in out
     assert f"segsync dlq redrive --stack {STACK}" in out
     for row in parked.rows:
         assert not any(str(value) in out for value in row if isinstance(value, str) and len(value) > 4)
@@ -126,7 +127,7 @@ def test_a_chunk_delivered_since_is_flagged_as_nothing_to_redrive(stack, parked,
     # Given a duplicate copy of the chunk was delivered and counted after all
     from segsync.store import ChunkTally
 
-    stack.runs.record_chunk("demo-users", parked.run_id, parked.number, ChunkTally(3, 3, 0, 1, 100, 0))
+    stack.runs.record_chunk(parked.run_id, parked.number, ChunkTally(3, 3, 0, 1, 100, 0))
 
     # When shown
     main(["dlq", "show", "--stack", STACK])
@@ -150,6 +151,8 @@ def test_redrive_starts_a_move_task_from_the_dlq_to_the_chunk_queue_and_waits_fo
     monkeypatch.setattr(deployed, "aws_client", lambda service: client if service == "sqs" else real(service))
     monkeypatch.setattr(dlq, "MOVE_POLL_S", 0.01)
     with Stubber(client) as stubber:
+        # (a look for stale chunks to drop first: none at the stub's boundary)
+        stubber.add_response("receive_message", {"Messages": []})
         for url, arn in ((stack.dlq_url, dlq_arn), (stack.queue_url, queue_arn)):
             stubber.add_response(
                 "get_queue_attributes",
@@ -180,6 +183,7 @@ def test_a_failed_move_task_exits_1_with_its_reason(stack, monkeypatch, capsys):
     real = deployed.aws_client
     monkeypatch.setattr(deployed, "aws_client", lambda service: client if service == "sqs" else real(service))
     with Stubber(client) as stubber:
+        stubber.add_response("receive_message", {"Messages": []})
         for arn in ("arn:dlq", "arn:queue"):
             stubber.add_response("get_queue_attributes", {"Attributes": {"QueueArn": arn}})
         stubber.add_response("start_message_move_task", {"TaskHandle": "task-1"})
@@ -190,6 +194,25 @@ def test_a_failed_move_task_exits_1_with_its_reason(stack, monkeypatch, capsys):
         code = main(["dlq", "redrive", "--stack", STACK, "--wait"])
     out = capsys.readouterr().out
     assert code == 1 and "move task failed" in out and "AccessDenied" in out
+
+
+def test_a_redrive_drops_the_chunks_of_runs_that_no_longer_hold_their_lock(stack, parked, capsys):
+    # Given the parked chunk of a run that a newer run has since superseded, and a live run's chunk beside it
+    stack.runs.release_lock(SAMPLE_SYNC, parked.run_id)
+    assert stack.runs.begin(SAMPLE_SYNC, "20990101T000000Z-newer1", 3_600, trigger="schedule") is None
+    live = orjson.loads(SAMPLE)
+    live["run"] = "20990101T000000Z-newer1"
+    stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=orjson.dumps(live).decode())
+
+    # When the DLQ is redriven (locally: copied back)
+    queues = dlq.Queues("test", stack.sqs, stack.queue_url, stack.dlq_url, stack.runs, move_task=False, redrive_hint="")
+    result = dlq.redrive(queues)
+
+    # Then the stale chunk is dropped and counted (a sender would drop it unsent), the live one moved
+    assert (result.dropped_stale, result.moved) == (1, 1)
+    assert stack.depth(stack.dlq_url) == 0
+    [moved] = stack.sqs.receive_message(QueueUrl=stack.queue_url)["Messages"]
+    assert orjson.loads(moved["Body"])["run"] == "20990101T000000Z-newer1"
 
 
 def test_queue_urls_go_with_endpoint_not_with_stack(stack, capsys):

@@ -176,15 +176,16 @@ class Pipeline:
         )
 
     def run(self, sync) -> dict[str, Any]:
-        """One whole run: plan, deliver every chunk, finalize; the run item as it ends."""
-        planned = self.lifecycle.start(sync, self.destination, self.warehouse, self.state, trigger="test")
+        """One whole run: plan, deliver every chunk, then the planner's tick commits it; the run item as it ends."""
+        planned = self.lifecycle.start(sync, self.destination, self.state, trigger="test")
         sqs = self.stack.client("sqs")
         while messages := sqs.receive_message(QueueUrl=self.stack.queue_url, MaxNumberOfMessages=10).get("Messages"):
             for message in messages:
                 assert decode(message["Body"]).rows[0][0] is not None
                 self.sender.process(message["Body"], deadline=float("inf"))
                 sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        self.lifecycle.finalize(sync, self.state)
+        if self.runs.lock(sync.name) is not None:
+            self.lifecycle.advance(sync, self.destination, self.state, planned.run_id)
         return self.runs.run(sync.name, planned.run_id)
 
     def state_keys(self, sync) -> list[str]:
@@ -194,9 +195,9 @@ class Pipeline:
 
     def due(self, sync) -> int:
         """How many rows the next run would send (its diff, without sending)."""
-        diff = self.state.prepare(sync, destination_id(self.destination), self.state.model_columns(sync.sql),
-                                  full_resync=False)  # fmt: skip
-        self.state.drop_run(sync.name)
+        diff = self.state.prepare(sync, "next", destination_id(self.destination),
+                                  self.state.model_columns(sync.sql), full_resync=False)  # fmt: skip
+        self.state.drop_run(sync.name, "next")
         return diff.new + diff.changed
 
 

@@ -30,7 +30,7 @@ from segsync.local.stack import REGION, RUNS_TABLE, SYNCS_TABLE, LocalStack, cre
 from segsync.store import RunStore, SyncStore
 
 from ..conftest import EVENTS
-from .conftest import SAMPLE_RUN
+from .conftest import SAMPLE_RUN, SAMPLE_SYNC, begin_run, counted
 from .lambda_layers import ROOT, Runtime, dependency_layer, library_layer, runtime_python
 
 NOT_IN_THE_LAYERS = ("moto", "duckdb", "pyarrow", "fakesnow", "pytest", "hypothesis")
@@ -146,8 +146,7 @@ def test_the_sender_delivers_the_sample_chunk_on_the_lambda_runtime(runtime, aws
     # Given the sample SQS event from events/, its chunk's destination the capture endpoint, its run recorded
     event = sqs_event_factory()
     runs = RunStore(aws.table(RUNS_TABLE))
-    runs.start("demo-users", SAMPLE_RUN, "test")
-    runs.planned("demo-users", SAMPLE_RUN, rows_read=3, chunks=1)
+    begin_run(runs, SAMPLE_SYNC, SAMPLE_RUN)
     rows = len(decode(event["Records"][0]["body"]).rows)
 
     # When the sender's handler runs on Python 3.12 with only the layers
@@ -159,7 +158,7 @@ def test_the_sender_delivers_the_sample_chunk_on_the_lambda_runtime(runtime, aws
     )
 
     # Then nothing from the dev virtualenv was there, every module came from a layer, and the chunk
-    # went out: no failed record, the messages at the endpoint, the run delivered, metrics and a trace
+    # went out: no failed record, the messages at the endpoint, the chunk counted, metrics and a trace
     assert invocation.response == {"batchItemFailures": []}
     modules = invocation.outcome["modules"]
     assert modules["segsync"].startswith(str(runtime.layers[1]))
@@ -167,8 +166,7 @@ def test_the_sender_delivers_the_sample_chunk_on_the_lambda_runtime(runtime, aws
     assert modules["boto3"].startswith(str(runtime.layers[0]))
     messages = read_captured(capture.out_path)
     assert len(messages) == rows and {m["type"] for m in messages} == {"identify"}
-    run = runs.run("demo-users", SAMPLE_RUN)
-    assert (run["status"], run["sent"]) == ("delivered", rows)
+    assert counted(runs, SAMPLE_RUN)["sent"] == rows
     assert invocation.metrics()["MessagesSent"] == rows
     assert "## handler" in {segment["name"] for segment in _segments(xray)}
 
@@ -260,12 +258,12 @@ def test_the_planner_plans_a_snowflake_model_and_the_sender_delivers_it_on_the_l
     )
     request = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
 
-    # When the planner handles the run request, the sender the chunks it queued, then the planner finalizes,
-    # each on Python 3.12 with only the layers
+    # When the planner handles the run request, the sender the chunks it queued, then the planner's tick
+    # commits, each on Python 3.12 with only the layers
     planned = runtime.invoke("planner", request, planner_env, absent=NOT_IN_THE_LAYERS, snowflake=snowflake_server)
     sent = runtime.invoke("sender", _sqs_event(aws), _sender_env(aws, xray, capture), absent=NOT_IN_THE_LAYERS)
-    finalized = runtime.invoke(
-        "planner", {"action": "finalize", "sync": "demo-users"}, planner_env, snowflake=snowflake_server
+    ticked = runtime.invoke(
+        "planner", {"action": "continue", "sync": "demo-users"}, planner_env, snowflake=snowflake_server
     )
 
     # Then the run read every row, the sender delivered them all, and the run is committed in the warehouse
@@ -274,5 +272,6 @@ def test_the_planner_plans_a_snowflake_model_and_the_sender_delivers_it_on_the_l
     assert planned.metrics()["RowsPlanned"] == USERS
     assert sent.response == {"batchItemFailures": []}
     assert sorted(m["userId"] for m in read_captured(capture.out_path)) == [f"user_{i:06d}" for i in range(USERS)]
-    assert finalized.response["runs"] == [{"sync": "demo-users", "run_id": run["run_id"], "status": "committed"}]
+    [after] = ticked.response["runs"]
+    assert (after["run_id"], after["status"], after["committed"]) == (run["run_id"], "committed", USERS)
     assert RunStore(aws.table(RUNS_TABLE)).run("demo-users", run["run_id"])["committed"] == USERS

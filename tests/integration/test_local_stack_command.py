@@ -53,11 +53,12 @@ def test_the_sender_configured_as_in_a_container_delivers_to_the_served_capture(
         # When the sender handles events/sender-sqs.json
         response = sender_handler(event, LambdaContext("segsync-sender", 120))
 
-        # Then the chunk was delivered to the capture endpoint and counted in the served runs table
+        # Then the chunk (its run begun by the served stack, as its planner would) was delivered to the capture
+        # endpoint and counted in the served runs table
         assert response == {"batchItemFailures": []}
         assert len(read_captured(served.capture.out_path)) == 3
         runs = boto3.resource("dynamodb", endpoint_url=served.endpoint).Table("segsync-runs")
-        assert runs.get_item(Key={"pk": "run#20261129T000000Z-sample", "sk": "chunk#000001"})["Item"]["sent"] == 3
+        assert runs.get_item(Key={"pk": "run#20261129T000000Z-sample", "sk": "chunk#00000001"})["Item"]["sent"] == 3
 
 
 def test_the_planner_configured_as_in_a_container_plans_a_loaded_project(

@@ -242,8 +242,8 @@ def test_a_sync_without_a_committed_run_for_longer_than_allowed_is_reported_stal
 
         # When a run commits, then 2 more hours pass without another
         runs = tables[1]
-        runs.start("users", OTHER_RUN, "schedule")
-        runs.set_status("users", OTHER_RUN, "committed", committed=1)
+        assert runs.begin("users", OTHER_RUN, 600, trigger="schedule") is None
+        runs.update_run("users", OTHER_RUN, status="committed", committed=1, finished_at=clock.now)
         notifier().run_finished("users", OTHER_RUN)
         clock.now += 2 * 3600 + 1
         notifier().check_stale(["users"])

@@ -171,8 +171,11 @@ def test_null_and_duplicate_keys_are_rejected_by_key_and_the_rest_are_queued(
     # Then the three rows are rejected records naming their keys, and the other 297 are queued
     run = response["runs"][0]
     assert run["rejected"] == 3
-    rejections = _runs(stack).rejections(run["run_id"])
-    assert sorted((r["row_key"] or "<null>", r["reason"]) for r in rejections) == [
+    with duckdb.connect(str(small_warehouse), read_only=True) as con:
+        rejections = con.execute(
+            "SELECT ROW_KEY, REASON FROM SEGSYNC.REJECTED_RECORDS WHERE RUN_ID = ?", [run["run_id"]]
+        ).fetchall()
+    assert sorted((key or "<null>", reason) for key, reason in rejections) == [
         ("<null>", "key column 'user_id' is null"),
         ("user_000002", "duplicate key: 2 rows share it"),
         ("user_000002", "duplicate key: 2 rows share it"),
@@ -180,8 +183,8 @@ def test_null_and_duplicate_keys_are_rejected_by_key_and_the_rest_are_queued(
     assert sum(len(c.rows) for c in _queued_chunks(stack)) == 297
 
 
-def test_a_tick_finalizes_a_delivered_run_of_a_sync_that_is_not_due(stack, pushed_project):
-    # Given demo-users (due hourly) started this hour, and its run since delivered
+def test_a_tick_continues_the_live_run_of_a_sync_that_is_not_due(stack, pushed_project):
+    # Given demo-users (due hourly) started this hour, its run still live
     from segsync.handlers import plan_event
     from segsync.settings import PlannerSettings
     from segsync.store import SyncStore
@@ -190,16 +193,13 @@ def test_a_tick_finalizes_a_delivered_run_of_a_sync_that_is_not_due(stack, pushe
     SyncStore(stack.table(os.environ["SYNCS_TABLE"])).push(pushed_project.model_copy(update={"syncs": [users]}))
     runs = _runs(stack)
     runs.claim_schedule("demo-users", None, time.time())
-    runs.acquire_lock("demo-users", "run-1", 600)
-    runs.start("demo-users", "run-1", "schedule")
-    runs.planned("demo-users", "run-1", chunks=0)
+    assert runs.begin("demo-users", "run-1", 600, trigger="schedule") is None
     invoked: list[dict] = []
 
     # When the tick comes
     plan_event({"trigger": "schedule"}, PlannerSettings.from_env(), invoke=invoked.append)
 
-    # Then the sync is not run again, but its delivered run is finalized now
-    assert runs.run("demo-users", "run-1")["status"] == "delivered"
+    # Then the sync is not run again, but its live run is moved along (checkpoints, next waves, commit)
     assert [e for e in invoked if e["sync"] == "demo-users"] == [
-        {"sync": "demo-users", "action": "finalize", "trigger": "schedule"}
+        {"sync": "demo-users", "action": "continue", "trigger": "schedule"}
     ]

@@ -61,7 +61,7 @@ class World:
             self.driver.drain()
         elif self.invoked and self.plans:
             self.steps.append("tick")
-            self.driver.plan({"action": "finalize", "syncs": [e["sync"] for e in self.invoked], "trigger": "schedule"})
+            self.driver.plan({"action": "continue", "syncs": [e["sync"] for e in self.invoked], "trigger": "schedule"})
 
     def _queue_empty(self) -> bool:
         sqs = boto3.client("sqs")
@@ -127,9 +127,8 @@ def test_wait_prints_progress_on_stderr_and_the_outcome_on_stdout(cloud, capsys)
     assert code == 0
     assert progress == [
         "waiting for the planner",
-        "sending, 0/1 chunks, 0 sent, 0 rejected",
-        "delivered, 1/1 chunks, 300 sent, 0 rejected, committing at the planner's next tick",
-        "committed, 1/1 chunks, 300 sent, 0 rejected",
+        "sending, 0/300 rows delivered, 0 committed, 0 sent, 0 rejected",
+        "committed, 300/300 rows delivered, 300 committed, 300 sent, 0 rejected",
     ]
     assert "of sync 'demo-users' committed: 300 rows read, 300 sent, 0 rejected, 300 committed" in captured.out
 

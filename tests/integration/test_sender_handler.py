@@ -13,7 +13,7 @@ from segsync.local.driver import LambdaContext
 from segsync.store import RunStore
 
 from ..conftest import EVENTS
-from .conftest import SAMPLE_RUN
+from .conftest import SAMPLE_RUN, SAMPLE_SYNC, begin_run, counted
 
 
 def _context() -> LambdaContext:
@@ -24,8 +24,7 @@ def _context() -> LambdaContext:
 def sample_run(stack):
     """The run the sample chunk belongs to, as the planner would have recorded it."""
     runs = RunStore(stack.table(os.environ["RUNS_TABLE"]))
-    runs.start("demo-users", SAMPLE_RUN, "test")
-    runs.planned("demo-users", SAMPLE_RUN, rows_read=3, chunks=1, rejected=0, seconds=0.1)
+    begin_run(runs, SAMPLE_SYNC, SAMPLE_RUN)
     return runs
 
 
@@ -36,14 +35,13 @@ def test_the_sample_sqs_event_is_delivered_and_counted(stack, sample_run, captur
     # When the sender handles it
     response = sender_handler(event, _context())
 
-    # Then no record failed, Segment got three identify calls, and the run is delivered
+    # Then no record failed, Segment got three identify calls, and the chunk is counted
     assert response == {"batchItemFailures": []}
     messages = read_captured(capture.out_path)
     assert [m["userId"] for m in messages] == ["user_000001", "user_000002", "user_000003"]
     assert all(m["type"] == "identify" and m["messageId"].startswith("segsync-") for m in messages)
     assert "email" not in messages[2]["traits"]
-    run = sample_run.run("demo-users", SAMPLE_RUN)
-    assert (run["status"], run["sent"], run["chunks_done"]) == ("delivered", 3, 1)
+    assert counted(sample_run, SAMPLE_RUN) == {"chunks": 1, "rows": 3, "sent": 3, "rejected": 0, "batches": 1}
 
 
 def test_a_chunk_delivered_twice_is_sent_and_counted_once(
@@ -58,7 +56,27 @@ def test_a_chunk_delivered_twice_is_sent_and_counted_once(
     # Then both records succeed, but the messages went out and were counted only once
     assert response == {"batchItemFailures": []}
     assert capture.messages == 3
-    assert sample_run.run("demo-users", SAMPLE_RUN)["sent"] == 3
+    assert counted(sample_run, SAMPLE_RUN)["sent"] == 3
+
+
+def test_a_chunk_whose_run_no_longer_holds_its_lock_is_dropped_unsent(
+    stack, capture, sqs_event_factory, sender_handler, monkeypatch
+):
+    # Given the sample chunk's run was abandoned, and a newer run of its sync holds the lock (it may have sent
+    # newer values of these very users already)
+    runs = RunStore(stack.table(os.environ["RUNS_TABLE"]))
+    begin_run(runs, SAMPLE_SYNC, "20991231T000000Z-newer0")
+    event = sqs_event_factory()
+    metrics: list[str] = []
+    monkeypatch.setattr("segsync.handlers.metrics.add_metric", lambda name, **kwargs: metrics.append(name))
+
+    # When the sender gets it (redriven from the DLQ, say)
+    response = sender_handler(event, _context())
+
+    # Then it is acknowledged without a request to Segment, counted as stale, and not counted as delivered
+    assert response == {"batchItemFailures": []}
+    assert capture.requests == 0 and counted(runs, SAMPLE_RUN)["chunks"] == 0
+    assert "StaleChunksDropped" in metrics
 
 
 def test_a_segment_outage_reports_the_record_failed_and_counts_nothing(
@@ -76,8 +94,7 @@ def test_a_segment_outage_reports_the_record_failed_and_counts_nothing(
 
     # Then the record is reported failed (SQS will redeliver it) and nothing is counted as sent
     assert response["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
-    run = sample_run.run("demo-users", SAMPLE_RUN)
-    assert (run["status"], run["sent"], run["chunks_done"]) == ("sending", 0, 0)
+    assert counted(sample_run, SAMPLE_RUN)["chunks"] == 0
 
 
 def test_a_missing_write_key_fails_the_record_with_a_clear_log_line(
@@ -113,10 +130,9 @@ def test_one_message_segment_refuses_is_rejected_and_the_rest_delivered(
     # Then the batch is bisected: two users delivered, the refused one is a rejected record with its key
     assert response == {"batchItemFailures": []}
     assert sorted(delivered) == ["user_000001", "user_000003"]
-    rejections = sample_run.rejections(SAMPLE_RUN)
+    rejections = sample_run.rejections(SAMPLE_RUN, 1)
     assert [(r["row_key"], r["field"]) for r in rejections] == [("user_000002", "message")]
-    run = sample_run.run("demo-users", SAMPLE_RUN)
-    assert (run["status"], run["sent"], run["rejected_sender"]) == ("delivered", 2, 1)
+    assert (counted(sample_run, SAMPLE_RUN)["sent"], counted(sample_run, SAMPLE_RUN)["rejected"]) == (2, 1)
 
 
 AWS_SECRET_CANARY = "aws-secret-canary-7f3e9b1c"
@@ -162,9 +178,8 @@ def test_a_forged_chunk_sends_nothing_anywhere_and_says_why_on_the_run(
         # the run says why, and the secret appears in no log line
         assert (elsewhere.requests, capture.requests) == (0, 0)
     assert response["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
-    run = sample_run.run("demo-users", SAMPLE_RUN)
-    assert (run["status"], run["sent"]) == ("sending", 0)
-    assert reason in run["last_error"]
+    assert counted(sample_run, SAMPLE_RUN)["chunks"] == 0
+    assert reason in sample_run.run(SAMPLE_SYNC, SAMPLE_RUN)["last_error"]
     assert reason in sample_run.chunk_failure(SAMPLE_RUN, 1)["last_error"]
     out, err = capfd.readouterr()
     logged = out + err + "\n".join(repr(vars(r)) + r.getMessage() for r in caplog.records)
@@ -187,7 +202,7 @@ def test_a_chunk_to_an_endpoint_the_stack_does_not_allow_is_refused(
 
     # Then nothing reached it, and the run names the endpoint and where the sender may post
     assert requests == 0 and len(response["batchItemFailures"]) == 1
-    error = sample_run.run("demo-users", SAMPLE_RUN)["last_error"]
+    error = sample_run.run(SAMPLE_SYNC, SAMPLE_RUN)["last_error"]
     assert f"the sender may not post to {url}" in error and capture.url in error
 
 
@@ -214,16 +229,17 @@ def test_a_rotated_write_key_is_read_again_from_secrets_manager_on_401(
     # Then the 401 made it read the secret past its cache and retry once with the new key: delivered
     assert response == {"batchItemFailures": []}
     assert requests == 2
-    assert sample_run.run("demo-users", SAMPLE_RUN)["status"] == "delivered"
+    assert counted(sample_run, SAMPLE_RUN)["sent"] == 3
 
 
 def test_the_sample_chunk_is_a_valid_chunk():
-    # Given the committed sample event, When its body is decoded, Then it is a chunk of the demo-users sync
+    # Given the committed sample event, When its body is decoded, Then it is a chunk of the sample sync (the
+    # demo's users, under a name of their own)
     body = orjson.loads((EVENTS / "sender-sqs.json").read_bytes())["Records"][0]["body"]
     chunk = decode(body)
     assert (chunk.run_id, chunk.number, chunk.sync["name"], len(chunk.rows)) == (
         SAMPLE_RUN,
         1,
-        "demo-users",
+        SAMPLE_SYNC,
         3,
     )

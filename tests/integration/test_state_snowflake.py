@@ -41,11 +41,17 @@ def _sync() -> UserSync:
     )  # fmt: skip
 
 
-def _deliver(state: WarehouseState, sync: UserSync, run_id: str) -> list[tuple]:
-    """Read what a run would send, then commit it as if every chunk was accepted."""
-    rows = [row for batch in state.warehouse.stream(state.changed_rows_sql(sync.name), 100) for row in batch.rows]
-    state.commit(sync, DESTINATION, run_id, rejections=[])
-    return rows
+def _run(state: WarehouseState, sync: UserSync, run_id: str, rejections: list[dict] | None = None) -> tuple:
+    """Diff, read the run's rows as its waves would, and checkpoint them as if every chunk was accepted."""
+    state.fence(sync.name, run_id)
+    diff = state.prepare(sync, run_id, DESTINATION, state.model_columns(sync.sql), full_resync=False)
+    rows = [
+        row for batch in state.warehouse.stream(state.wave_sql(sync.name, run_id, 0, 1_000), 100) for row in batch.rows
+    ]
+    state.record_rejections(sync.name, run_id, "chunk 1", rejections or [])
+    committed = state.checkpoint(sync, run_id, DESTINATION, 1, 1_000)
+    state.drop_run(sync.name, run_id)
+    return diff, rows, committed
 
 
 def test_snowflake_diff_commit_and_rediff(warehouse):
@@ -56,27 +62,25 @@ def test_snowflake_diff_commit_and_rediff(warehouse):
     columns = state.model_columns(sync.sql)
 
     # When the first run diffs and commits
-    first = state.prepare(sync, DESTINATION, columns, full_resync=False)
-    sent = _deliver(state, sync, "run-1")
+    first, sent, committed = _run(state, sync, "run-1")
 
     # Then every customer is new (the unqualified model still resolves: the schema switch was undone)
     assert [c.name for c in columns] == ["CUSTOMER_ID", "EMAIL", "SPEND"]
-    assert (first.source_rows, first.new, first.changed) == (50, 50, 0)
+    assert (first.source_rows, first.new, first.changed, committed) == (50, 50, 0, 50)
     assert sorted(r[0] for r in sent) == sorted(str(i) for i in range(1, 51))
 
     # When nothing changed, Then the next diff finds nothing to send
-    again = state.prepare(sync, DESTINATION, columns, full_resync=False)
-    assert (again.new, again.changed, again.unchanged) == (0, 0, 50)
-    assert _deliver(state, sync, "run-2") == []
+    again, rows, _ = _run(state, sync, "run-2")
+    assert (again.new, again.changed, again.unchanged, rows) == (0, 0, 50, [])
 
     # When two customers change a mapped column
     warehouse.execute("UPDATE customers SET spend = spend + 1 WHERE customer_id IN (3, 30)")
-    changed = state.prepare(sync, DESTINATION, columns, full_resync=False)
+    changed, rows, _ = _run(state, sync, "run-3")
 
-    # Then exactly those two go out, carrying their new values
-    rows = _deliver(state, sync, "run-3")
+    # Then exactly those two go out, carrying their new values and the hash delivered before
     assert (changed.changed, changed.unchanged) == (2, 48)
     assert sorted(row[INTERNAL_COLUMNS] for row in rows) == [3, 30]
+    assert all(row[3] is not None for row in rows)
 
 
 def test_snowflake_history_and_rejected_records_are_queryable(warehouse):
@@ -84,8 +88,8 @@ def test_snowflake_history_and_rejected_records_are_queryable(warehouse):
     state = WarehouseState(warehouse, "SEGSYNC")
     state.ensure()
     sync = _sync()
-    state.prepare(sync, DESTINATION, state.model_columns(sync.sql), full_resync=False)
-    state.commit(sync, DESTINATION, "run-1", [{"row_key": "7", "field": "userId", "reason": "empty"}])
+    _, _, committed = _run(state, sync, "run-1", [{"row_key": "7", "field": "userId", "reason": "empty"}])
+    assert committed == 49
     state.record_history({"sync": "customers", "run_id": "run-1", "status": "committed", "committed": 49})
 
     # When an analyst reads them back

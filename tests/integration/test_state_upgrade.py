@@ -60,7 +60,7 @@ def test_an_upgrade_rekeys_legacy_state_and_resends_only_what_changed(legacy):
     state.ensure()
     columns = state.model_columns(SYNC.sql)
     rekeyed = rekey_legacy_state(state, SYNC, DESTINATION, columns)
-    diff = state.prepare(SYNC, DESTINATION, columns, full_resync=False)
+    diff = state.prepare(SYNC, "run-1", DESTINATION, columns, full_resync=False)
 
     # Then its keys are the canonical texts, and only the account that changed is due
     assert rekeyed

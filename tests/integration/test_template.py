@@ -549,6 +549,7 @@ def test_alarms_and_dashboard_watch_only_metrics_the_code_emits(resources):
         "MessagesRejected",
         "SegmentRetries",
         "ChunksFailed",
+        "StaleChunksDropped",
         "BatchLatency",
         "RunSeconds",
     }

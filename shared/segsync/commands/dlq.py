@@ -73,6 +73,8 @@ class RedriveResult:
 
     method: str
     moved: int | None = None
+    dropped_stale: int = 0
+    """Chunks not moved but deleted: their run no longer holds its sync's lock (or they were delivered since)."""
     source_arn: str | None = None
     task_handle: str | None = None
     status: str | None = None
@@ -230,16 +232,23 @@ def redrive(
     max_per_second: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RedriveResult:
-    """Send every chunk in the DLQ back to the chunk queue, unchanged."""
+    """Send every chunk in the DLQ back to the chunk queue, unchanged; drop the stale ones first.
+
+    A chunk whose run was abandoned, failed or superseded meanwhile would only be dropped by a sender
+    (a newer run may have sent newer values): it is deleted here, and counted.
+    """
+    dropped = _drop_stale(queues)
     if not queues.move_task:
-        return RedriveResult(method="copy", moved=_copy_back(queues), status="COMPLETED")
+        return RedriveResult(method="copy", moved=_copy_back(queues), dropped_stale=dropped, status="COMPLETED")
     source = _arn(queues, queues.dead_letter_queue_url)
     task = queues.sqs.start_message_move_task(
         SourceArn=source,
         DestinationArn=_arn(queues, queues.queue_url),
         **({"MaxNumberOfMessagesPerSecond": max_per_second} if max_per_second else {}),
     )
-    result = RedriveResult(method="move-task", source_arn=source, task_handle=task["TaskHandle"], status="RUNNING")
+    result = RedriveResult(
+        method="move-task", dropped_stale=dropped, source_arn=source, task_handle=task["TaskHandle"], status="RUNNING"
+    )
     deadline = time.monotonic() + timeout_s
     while wait:
         [latest] = queues.sqs.list_message_move_tasks(SourceArn=source, MaxResults=1)["Results"] or [{}]
@@ -254,6 +263,46 @@ def redrive(
 
 def _arn(queues: Queues, url: str) -> str:
     return queues.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _drop_stale(queues: Queues) -> int:
+    """Delete the parked chunks a sender would drop unsent; make the others visible again at once."""
+    dropped = 0
+    seen: set[str] = set()
+    keep: list[str] = []
+    try:
+        while True:
+            messages = queues.sqs.receive_message(
+                QueueUrl=queues.dead_letter_queue_url,
+                MaxNumberOfMessages=RECEIVE_MAX,
+                VisibilityTimeout=PEEK_VISIBILITY_S,
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            fresh = [m for m in messages if m["MessageId"] not in seen]
+            if not fresh:
+                return dropped
+            for message in fresh:
+                seen.add(message["MessageId"])
+                if _stale(queues, message["Body"]):
+                    queues.sqs.delete_message(
+                        QueueUrl=queues.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                    dropped += 1
+                else:
+                    keep.append(message["ReceiptHandle"])
+    finally:
+        _release(queues, keep)
+
+
+def _stale(queues: Queues, body: str) -> bool:
+    """Whether a sender would drop this chunk unsent: its run no longer holds its sync's lock, or it was
+    delivered and counted since. A message that is not a chunk is kept (it fails, named, in the sender)."""
+    try:
+        chunk = decode(body)
+    except ValueError:
+        return False
+    lock = queues.runs.lock(chunk.sync.get("name", ""))
+    return lock is None or lock["run_id"] != chunk.run_id or queues.runs.chunk_recorded(chunk.run_id, chunk.number)
 
 
 def _copy_back(queues: Queues) -> int:
@@ -365,7 +414,7 @@ def show_parked(args: argparse.Namespace) -> int:
         if p.delivered:
             print(f"{name}: delivered and counted since (a duplicate copy): a redrive sends nothing")
         elif p.run_status and p.run_status != "sending":
-            print(f"{name}: run is {p.run_status}: its rows go out with the next run anyway (same messageIds)")
+            print(f"{name}: run is {p.run_status}: a redrive drops this chunk (its rows go out with the next run)")
     print(f"fix the cause, then: {queues.redrive_hint}")
     return EXIT_OK
 
@@ -378,6 +427,11 @@ def redrive_parked(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"ok": not failed, "where": queues.where, **asdict(result)})
         return EXIT_RUN_FAILED if failed else EXIT_OK
+    if result.dropped_stale:
+        print(
+            f"dropped {result.dropped_stale} stale chunk(s): their runs ended or were superseded, so a sender "
+            "would drop them unsent (their rows go out with the newer run)"
+        )
     if result.method == "copy":
         print(f"moved {result.moved} chunk(s) back to the chunk queue of {queues.where}")
     elif result.status == "RUNNING":

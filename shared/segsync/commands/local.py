@@ -12,6 +12,7 @@ from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
 from segsync.config import Project, SegmentConnection, load_project
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
+from segsync.local.driver import DEFAULT_TICK_S
 
 DEMO_DIR = CHECKOUT / "demo"
 DEMO_PROJECT = DEMO_DIR / "segsync.yml"
@@ -72,6 +73,14 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="with --wait: give up waiting after this long (exit 3; the run goes on)",
     )
+    run.add_argument(
+        "--tick-seconds",
+        type=float,
+        default=DEFAULT_TICK_S,
+        metavar="N",
+        help="tick the planner every N seconds while the senders work, as EventBridge would (default "
+        f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
+    )
     run.add_argument("--json", action="store_true", help="machine-readable summary")
     run.set_defaults(command=lambda args: run_in_stack(args) if args.stack and not args.faults else run_project(args))
 
@@ -92,6 +101,14 @@ def register(commands: Any) -> None:
         help="the capture endpoint's port (fixed, so the demo's Segment destination and its state stay the same)",
     )
     demo.add_argument("--faults", metavar="SPEC", help=FAULTS_HELP)
+    demo.add_argument(
+        "--tick-seconds",
+        type=float,
+        default=DEFAULT_TICK_S,
+        metavar="N",
+        help="tick the planner every N seconds while the senders work, as EventBridge would (default "
+        f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
+    )
     demo.set_defaults(command=run_demo)
 
 
@@ -106,14 +123,25 @@ def run_project(args: argparse.Namespace) -> int:
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
     if faults is None:
-        report = run_local(project, args.syncs, full_resync=args.full_resync, project_file=str(args.file))
+        report = run_local(
+            project,
+            args.syncs,
+            full_resync=args.full_resync,
+            project_file=str(args.file),
+            tick_seconds=args.tick_seconds,
+        )
         return _report(report, args, extra={})
     captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
     saved = os.environ.get(REHEARSAL_KEY_ENV)
     os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
     try:
         with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
-            report = run_local(_rehearsal(project, capture.url), args.syncs, full_resync=args.full_resync)
+            report = run_local(
+                _rehearsal(project, capture.url),
+                args.syncs,
+                full_resync=args.full_resync,
+                tick_seconds=args.tick_seconds,
+            )
             capture.wait_idle()
     finally:
         if saved is None:
@@ -139,14 +167,20 @@ def run_demo(args: argparse.Namespace) -> int:
     if not os.environ.get("SEGMENT_WRITE_KEY"):
         os.environ["SEGMENT_WRITE_KEY"] = DEMO_WRITE_KEY
     if args.endpoint:
-        report = run_local(_with_endpoint(project, args.endpoint, events_per_second=args.events_per_second))
+        report = run_local(
+            _with_endpoint(project, args.endpoint, events_per_second=args.events_per_second),
+            tick_seconds=args.tick_seconds,
+        )
         return _report(report, args, extra={"endpoint": args.endpoint})
     out = args.dir / "out"
     out.mkdir(parents=True, exist_ok=True)
     captured = out / "captured.ndjson"
     captured.unlink(missing_ok=True)
     with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
-        report = run_local(_with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND))
+        report = run_local(
+            _with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND),
+            tick_seconds=args.tick_seconds,
+        )
         capture.wait_idle()
     if faults is not None:
         return _report(report, args, extra=_figures(capture, args.faults, captured))
@@ -241,6 +275,8 @@ def _table(report: Any) -> str:
     ]
     lines = table(header, rows)
     for r in report.runs:
+        if r.warning:
+            lines.append(f"{r.sync}: {r.warning}")
         if r.error:
             lines.append(f"{r.sync}: {r.error}")
         for reason, count in r.rejection_reasons.items():

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from segsync.commands import EXIT_OK, print_json
 from segsync.config import Project, SegmentConnection, load_project
 from segsync.errors import ConfigError
@@ -33,6 +35,9 @@ DEFAULT_PORT = 5000
 DEFAULT_CAPTURE_PORT = 8765
 DEFAULT_OUT = CHECKOUT / "demo" / "out" / "captured.ndjson"
 LOCAL_WRITE_KEY = "segsync-demo-write-key"
+SAMPLE_EVENT = CHECKOUT / "events" / "sender-sqs.json"
+SAMPLE_RUN_LOCK_S = 24 * 3600
+"""The sample chunk's run holds its lock for a day of serving (no planner ticks it)."""
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 
@@ -191,6 +196,7 @@ def served_stack(
         # moto keeps its state per process, not per server: start from empty.
         requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         stack = create_resources(endpoint)
+        _begin_sample_run(endpoint)
         with CaptureServer(out, host=host, port=capture_port) as capture:
             container_capture = f"http://{container_host}:{urlsplit(capture.url).port}"
             if project is not None:
@@ -211,6 +217,21 @@ def served_stack(
             )
     finally:
         moto.stop()
+
+
+def _begin_sample_run(endpoint: str) -> None:
+    """Record the run of ``events/sender-sqs.json``'s chunk as live, holding its sync's lock, as its planner would
+    have: a sender drops the chunks of a run that holds no lock (stale), and the sample is there to be sent."""
+    import boto3
+
+    from segsync.chunks import decode
+    from segsync.store import RunStore
+
+    record = orjson.loads((SAMPLE_EVENT).read_bytes())["Records"][0]
+    chunk = decode(record["body"])
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    runs = RunStore(session.resource("dynamodb", endpoint_url=endpoint).Table(RUNS_TABLE))
+    runs.begin(chunk.sync["name"], chunk.run_id, SAMPLE_RUN_LOCK_S, trigger="local-stack")
 
 
 def _check_free(host: str, port: int, flag: str) -> None:

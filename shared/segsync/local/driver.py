@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from segsync.chunks import decode
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 from segsync.observability import metrics
+from segsync.state import FINAL_STATUSES
 
 FUNCTIONS_DIR = CHECKOUT / "functions"
 SENDER_TIMEOUT_S = 120
 PLANNER_TIMEOUT_S = 900
+DEFAULT_TICK_S = 2.0
+"""How often a local run ticks the planner (EventBridge's part); ``--tick-seconds`` changes it."""
+IDLE_POLL_S = 0.05
 
 
 def load_handler(function: str) -> Callable[[dict[str, Any], Any], Any]:
@@ -67,6 +72,7 @@ class DrainStats:
     records: int = 0
     failed_records: int = 0
     redelivered: int = 0
+    ticks: int = 0
     seconds: float = 0.0
 
 
@@ -113,11 +119,25 @@ class LocalDriver:
         finally:
             metrics.clear_metrics()
 
-    def drain(self, progress: Callable[[int], None] | None = None, idle_timeout_s: float = 30.0) -> DrainStats:
-        """Hand every chunk to the sender until the queue is empty (retries included)."""
+    def drain(
+        self,
+        progress: Callable[[int], None] | None = None,
+        tick: Callable[[], list[dict[str, Any]]] | None = None,
+        tick_seconds: float = DEFAULT_TICK_S,
+    ) -> DrainStats:
+        """Hand chunks to the sender as they become visible, ticking the planner as EventBridge would.
+
+        ``progress`` is told how many rows each sender invocation took off the queue.
+
+        ``tick`` moves the live runs along (checkpoints, next waves, lock renewal, commit) and returns
+        them; it is called every ``tick_seconds``, and at once whenever the queue runs dry. Draining ends
+        when no run is live any more, or when nothing more can happen: the queue is empty (nothing
+        delayed or in flight either) and every live run has queued all of its rows (its chunks were
+        delivered or parked in the DLQ).
+        """
         stats = DrainStats()
         started = time.monotonic()
-        idle_since = None
+        last_tick = started
         while True:
             messages = self._sqs.receive_message(
                 QueueUrl=self._queue_url,
@@ -125,33 +145,44 @@ class LocalDriver:
                 MessageSystemAttributeNames=["All"],
                 WaitTimeSeconds=0,
             ).get("Messages", [])
+            if messages:
+                self._deliver(messages, stats, progress)
+            idle = not messages and self._queue_empty()
+            if tick is None:
+                if idle:
+                    break
+            elif idle or time.monotonic() - last_tick >= tick_seconds:
+                live = [run for run in tick() if run.get("status") not in FINAL_STATUSES]
+                stats.ticks += 1
+                last_tick = time.monotonic()
+                if not live or (self._queue_empty() and all(run.get("planning_done") for run in live)):
+                    break
             if not messages:
-                if self._queue_empty():
-                    break
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > idle_timeout_s:
-                    break
-                time.sleep(0.2)
-                continue
-            idle_since = None
-            failed = self._invoke_sender(messages)
-            stats.invocations += 1
-            stats.records += len(messages)
-            stats.failed_records += len(failed)
-            done = 0
-            for message in messages:
-                if message["MessageId"] in failed:
-                    self._release(message, self._retry_delay_s)
-                elif self._redeliver(message):
-                    stats.redelivered += 1
-                    self._release(message, 0)
-                else:
-                    self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
-                    done += 1
-            if progress is not None:
-                progress(done)
+                time.sleep(IDLE_POLL_S)
         stats.seconds = time.monotonic() - started
         return stats
+
+    def _deliver(
+        self, messages: list[dict[str, Any]], stats: DrainStats, progress: Callable[[int], None] | None
+    ) -> None:
+        """One sender invocation on ``messages``; delete what it handled, release what it reported failed."""
+        failed = self._invoke_sender(messages)
+        stats.invocations += 1
+        stats.records += len(messages)
+        stats.failed_records += len(failed)
+        rows = 0
+        for message in messages:
+            if message["MessageId"] in failed:
+                self._release(message, self._retry_delay_s)
+            elif self._redeliver(message):
+                stats.redelivered += 1
+                self._release(message, 0)
+            else:
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+                if progress is not None:
+                    rows += len(decode(message["Body"]).rows)
+        if progress is not None:
+            progress(rows)
 
     def _release(self, message: dict[str, Any], delay_s: int) -> None:
         """Make a received message visible again after ``delay_s`` (0: at once)."""
@@ -193,9 +224,10 @@ class LocalDriver:
     def _queue_empty(self) -> bool:
         attributes = self._sqs.get_queue_attributes(
             QueueUrl=self._queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         )["Attributes"]
-        return (
-            int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-            == 0
-        )
+        return sum(int(value) for value in attributes.values()) == 0

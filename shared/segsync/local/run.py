@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from segsync.config import Project, SegmentConnection
 from segsync.errors import ConfigError, SecretError
-from segsync.local.driver import SENDER_TIMEOUT_S, LocalDriver, load_handler
+from segsync.local.driver import DEFAULT_TICK_S, SENDER_TIMEOUT_S, LocalDriver, load_handler
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
 from segsync.secrets import resolve
 from segsync.store import RunStore, SyncStore
@@ -39,7 +39,7 @@ class LocalReport:
 
 
 class ProgressBar:
-    """Chunks delivered out of planned, on stderr, only when someone is watching a terminal."""
+    """Chunks delivered of the rows to send, on stderr, only when someone is watching a terminal."""
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self._total = max(total, 1)
@@ -48,11 +48,11 @@ class ProgressBar:
         self._stream = stream or sys.stderr
         self._enabled = self._stream.isatty() and total > 1
 
-    def advance(self, chunks: int) -> None:
-        self._done += chunks
+    def advance(self, rows: int) -> None:
+        self._done += rows
         if self._enabled:
             filled = int(30 * min(self._done, self._total) / self._total)
-            self._stream.write(f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done}/{self._total} chunks")
+            self._stream.write(f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done:,}/{self._total:,} rows")
             self._stream.flush()
 
     def close(self) -> None:
@@ -69,11 +69,13 @@ def run_local(
     sender_timeout_s: float = SENDER_TIMEOUT_S,
     driver_options: dict[str, Any] | None = None,
     project_file: str | None = None,
+    tick_seconds: float = DEFAULT_TICK_S,
 ) -> LocalReport:
     """Run the named syncs (default: every enabled one) through the real handlers on a local stack.
 
-    The planner plans, the sender drains the queue, then the planner finalizes: state in the
-    warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
+    The planner plans the first wave; the sender takes chunks as they are released while the planner
+    ticks every ``tick_seconds`` (checkpoints, next waves, lock renewal, commit), as in AWS: state in
+    the warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
     (``batch_size``, ``retry_delay_s``, ``deliver_twice``), to rehearse how SQS and Lambda behave.
     ``project_file`` is the file notifications name in the command that shows more.
     """
@@ -97,11 +99,14 @@ def run_local(
             **(driver_options or {}),
         )
         planned = driver.plan({"syncs": names, "trigger": trigger, "full_resync": full_resync})["runs"]
-        bar = ProgressBar(sum(run.get("chunks", 0) for run in planned))
-        stats = driver.drain(progress=bar.advance)
-        bar.close()
-        driver.plan({"action": "finalize", "syncs": names, "trigger": trigger})
         runs = RunStore(stack.table(RUNS_TABLE))
+        bar = ProgressBar(sum(run.get("rows_to_send", 0) for run in _items(runs, planned)))
+
+        def tick() -> list[dict[str, Any]]:
+            return driver.plan({"action": "continue", "syncs": names, "trigger": trigger})["runs"]
+
+        stats = driver.drain(progress=bar.advance, tick=tick, tick_seconds=tick_seconds)
+        bar.close()
         summaries = [summarize(runs, run["sync"], run["run_id"]) for run in planned]
         dlq = sqs.get_queue_attributes(
             QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
@@ -112,6 +117,10 @@ def run_local(
         dead_letter_messages=int(dlq),
         sender_invocations=stats.invocations,
     )
+
+
+def _items(runs: RunStore, planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [runs.run(run["sync"], run["run_id"]) for run in planned]
 
 
 def project_endpoints(project: Project) -> list[str]:
