@@ -1,4 +1,4 @@
-"""The segsync command as a user meets it: clear one-line errors, machine-readable output."""
+"""The segsync command as a user meets it: clear one-line errors, machine-readable output, logs out of the way."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import orjson
 import yaml
 
 from segsync.cli import main
+
+from ..conftest import point_at
 
 
 def _edit(project_file: Path, change) -> Path:
@@ -62,3 +64,20 @@ def test_an_unknown_sync_name_is_a_usage_error(project_file, capsys):
     # Then the error lists the syncs that do exist
     assert code == 2
     assert "no sync named 'nope' (have: demo-users, demo-events)" in capsys.readouterr().err
+
+
+def test_verbose_prints_the_functions_logs_on_stderr_and_stdout_stays_json(project_file, capture, capsys, monkeypatch):
+    # Given the demo project pointed at a capture endpoint
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "e2e-write-key")
+    point_at(project_file, capture.url)
+
+    # When one sync runs with --verbose and --json
+    code = main(["run", "--local", str(project_file), "--sync", "demo-users", "--json", "-v"])
+
+    # Then stdout is the summary alone, and the planner's and sender's JSON logs are on stderr
+    out, err = capsys.readouterr()
+    summary = orjson.loads(out)
+    assert code == 0 and summary["ok"] is True and "logs" not in summary
+    logged = [orjson.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert {"run planned", "chunk delivered", "run committed"} <= {line["message"] for line in logged}
+    assert not (project_file.parent / ".segsync").exists()

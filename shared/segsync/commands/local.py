@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
 from segsync.config import Project, SegmentConnection, load_project
+from segsync.console import Progress, add_verbose, function_logs, log_path
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 
@@ -73,6 +75,7 @@ def register(commands: Any) -> None:
         help="with --wait: give up waiting after this long (exit 3; the run goes on)",
     )
     run.add_argument("--json", action="store_true", help="machine-readable summary")
+    add_verbose(run)
     run.set_defaults(command=lambda args: run_in_stack(args) if args.stack and not args.faults else run_project(args))
 
     demo = commands.add_parser("demo", help="build the demo warehouse and run its syncs locally")
@@ -92,6 +95,7 @@ def register(commands: Any) -> None:
         help="the capture endpoint's port (fixed, so the demo's Segment destination and its state stay the same)",
     )
     demo.add_argument("--faults", metavar="SPEC", help=FAULTS_HELP)
+    add_verbose(demo)
     demo.set_defaults(command=run_demo)
 
 
@@ -105,22 +109,27 @@ def run_project(args: argparse.Namespace) -> int:
         raise ConfigError("--wait and --timeout follow a run in a deployed stack (--stack); --local always waits")
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
-    if faults is None:
-        report = run_local(project, args.syncs, full_resync=args.full_resync, project_file=str(args.file))
-        return _report(report, args, extra={})
-    captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
-    saved = os.environ.get(REHEARSAL_KEY_ENV)
-    os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
-    try:
-        with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
-            report = run_local(_rehearsal(project, capture.url), args.syncs, full_resync=args.full_resync)
-            capture.wait_idle()
-    finally:
-        if saved is None:
-            os.environ.pop(REHEARSAL_KEY_ENV, None)
-        else:
-            os.environ[REHEARSAL_KEY_ENV] = saved
-    return _report(report, args, extra=_figures(capture, args.faults, captured))
+    progress = Progress(sys.stderr)
+    with function_logs(log_path(Path(args.file).parent), verbose=args.verbose) as logs:
+        if faults is None:
+            report = run_local(
+                project, args.syncs, full_resync=args.full_resync, project_file=str(args.file), progress=progress
+            )
+            return _report(report, args, extra=_logs(logs))
+        captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
+        saved = os.environ.get(REHEARSAL_KEY_ENV)
+        os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
+        try:
+            with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
+                rehearsal = _rehearsal(project, capture.url)
+                report = run_local(rehearsal, args.syncs, full_resync=args.full_resync, progress=progress)
+                capture.wait_idle()
+        finally:
+            if saved is None:
+                os.environ.pop(REHEARSAL_KEY_ENV, None)
+            else:
+                os.environ[REHEARSAL_KEY_ENV] = saved
+    return _report(report, args, extra={**_figures(capture, args.faults, captured), **_logs(logs)})
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -138,20 +147,29 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"demo warehouse: {warehouse} ({'built now' if built else 'reused'})")
     if not os.environ.get("SEGMENT_WRITE_KEY"):
         os.environ["SEGMENT_WRITE_KEY"] = DEMO_WRITE_KEY
-    if args.endpoint:
-        report = run_local(_with_endpoint(project, args.endpoint, events_per_second=args.events_per_second))
-        return _report(report, args, extra={"endpoint": args.endpoint})
-    out = args.dir / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    captured = out / "captured.ndjson"
-    captured.unlink(missing_ok=True)
-    with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
-        report = run_local(_with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND))
-        capture.wait_idle()
+    progress = Progress(sys.stderr)
+    with function_logs(log_path(args.dir), verbose=args.verbose) as logs:
+        if args.endpoint:
+            there = _with_endpoint(project, args.endpoint, events_per_second=args.events_per_second)
+            report = run_local(there, progress=progress)
+            return _report(report, args, extra={"endpoint": args.endpoint, **_logs(logs)})
+        out = args.dir / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        captured = out / "captured.ndjson"
+        captured.unlink(missing_ok=True)
+        with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
+            here = _with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND)
+            report = run_local(here, progress=progress)
+            capture.wait_idle()
     if faults is not None:
-        return _report(report, args, extra=_figures(capture, args.faults, captured))
-    extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages}
+        return _report(report, args, extra={**_figures(capture, args.faults, captured), **_logs(logs)})
+    extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages, **_logs(logs)}
     return _report(report, args, extra=extra)
+
+
+def _logs(logs: Any) -> dict[str, str]:
+    """Where the functions' logs went, when they went to a file (the summary names it)."""
+    return {"logs": str(logs.path)} if logs is not None and logs.written else {}
 
 
 def _fault_plan(spec: str) -> Any:
