@@ -40,6 +40,7 @@ HISTORY_COLUMNS = (
     "NEW_ROWS", "CHANGED_ROWS", "UNCHANGED_ROWS", "REJECTED", "SENT", "COMMITTED", "ERROR",
 )  # fmt: skip
 REJECTED_COLUMNS = ("SYNC", "RUN_ID", "ROW_KEY", "FIELD", "REASON", "REJECTED_AT")
+LOCAL_CAPTURE = "local capture"
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,11 @@ class DiffCounts:
 def destination_id(destination: SegmentConnection) -> str:
     """Which Segment source state belongs to: pointing a sync at another one sends everything there.
 
-    The API base and where the write key comes from (never the key itself).
+    The API base and where the write key comes from (never the key itself). segsync's own capture endpoint
+    (``segsync demo``, ``run --local --faults``) is one place whatever its port and the key it is given.
     """
+    if destination.local_capture:
+        return LOCAL_CAPTURE
     key = destination.write_key
     return f"{destination.api_base} ({'env ' + key.env if key.env else 'secret ' + str(key.secret)})"
 

@@ -1,10 +1,12 @@
-"""The segsync command as a user meets it: clear one-line errors, machine-readable output, logs out of the way."""
+"""The segsync command as a user meets it: clear one-line errors, machine-readable output, ports."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 
 from segsync.cli import main
@@ -64,6 +66,65 @@ def test_an_unknown_sync_name_is_a_usage_error(project_file, capsys):
     # Then the error lists the syncs that do exist
     assert code == 2
     assert "no sync named 'nope' (have: demo-users, demo-events)" in capsys.readouterr().err
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct loopback ports nobody listens on (all held open together, so none is handed out twice)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def test_the_demo_keeps_its_state_on_another_port(project_file, tmp_path, capsys):
+    # Given the demo (its warehouse at this test's size, in tmp_path) run once on one capture port
+    first_port, second_port = _free_ports(2)
+    demo = ["demo", "--dir", str(tmp_path), "--json"]
+    assert main([*demo, "--capture-port", str(first_port)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["received"] == 2_300
+
+    # When it runs again on another port
+    assert main([*demo, "--capture-port", str(second_port)]) == 0
+
+    # Then nothing new is sent: the capture endpoint's state does not depend on its port
+    again = orjson.loads(capsys.readouterr().out)
+    assert again["received"] == 0
+    assert [(r["sync"], r["new"], r["changed"], r["unchanged"]) for r in again["runs"]] == [
+        ("demo-users", 0, 0, 300),
+        ("demo-events", 0, 0, 2_000),
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--dir", "DIR"],
+        ["run", "--local", "PROJECT", "--sync", "demo-users", "--faults", "seq=ok"],
+    ],
+)
+def test_a_busy_capture_port_is_one_line_that_names_the_port_and_capture_port(argv, project_file, tmp_path, capsys):
+    # Given another program listening on the capture port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # When the demo or a rehearsal is asked to use it
+        argv = [str(tmp_path) if a == "DIR" else str(project_file) if a == "PROJECT" else a for a in argv]
+        code = main([*argv, "--capture-port", str(port)])
+
+    # Then one line says so, names the port and the option that changes it, and exits 2
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.endswith(
+        f"segsync: error: capture endpoint cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "choose another port with --capture-port\n"
+    )
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_verbose_prints_the_functions_logs_on_stderr_and_stdout_stays_json(project_file, capture, capsys, monkeypatch):

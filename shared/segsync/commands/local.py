@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ def register(commands: Any) -> None:
         "--capture-port",
         type=int,
         default=CAPTURE_PORT,
-        help="with --faults: the capture endpoint's port (fixed, so a rehearsal's state stays the same)",
+        help=f"with --faults: the capture endpoint's port (default {CAPTURE_PORT}; its state is the same on any port)",
     )
     run.add_argument(
         "--wait",
@@ -92,7 +94,7 @@ def register(commands: Any) -> None:
         "--capture-port",
         type=int,
         default=CAPTURE_PORT,
-        help="the capture endpoint's port (fixed, so the demo's Segment destination and its state stay the same)",
+        help=f"the capture endpoint's port (default {CAPTURE_PORT}; the demo's state is the same on any port)",
     )
     demo.add_argument("--faults", metavar="SPEC", help=FAULTS_HELP)
     add_verbose(demo)
@@ -100,7 +102,6 @@ def register(commands: Any) -> None:
 
 
 def run_project(args: argparse.Namespace) -> int:
-    from segsync.local.capture import CaptureServer
     from segsync.local.run import run_local
 
     if args.stack:
@@ -120,7 +121,7 @@ def run_project(args: argparse.Namespace) -> int:
         saved = os.environ.get(REHEARSAL_KEY_ENV)
         os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
         try:
-            with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
+            with _capture(captured, args.capture_port, faults) as capture:
                 rehearsal = _rehearsal(project, capture.url)
                 report = run_local(rehearsal, args.syncs, full_resync=args.full_resync, progress=progress)
                 capture.wait_idle()
@@ -133,7 +134,6 @@ def run_project(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from segsync.local.capture import CaptureServer
     from segsync.local.demo import build_warehouse
     from segsync.local.run import run_local
 
@@ -157,14 +157,30 @@ def run_demo(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         captured = out / "captured.ndjson"
         captured.unlink(missing_ok=True)
-        with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
-            here = _with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND)
+        with _capture(captured, args.capture_port, faults) as capture:
+            here = _with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND, local_capture=True)
             report = run_local(here, progress=progress)
             capture.wait_idle()
     if faults is not None:
         return _report(report, args, extra={**_figures(capture, args.faults, captured), **_logs(logs)})
     extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages, **_logs(logs)}
     return _report(report, args, extra=extra)
+
+
+@contextmanager
+def _capture(out: Path, port: int, faults: Any) -> Iterator[Any]:
+    """The capture endpoint, serving while the block runs; a port in use names the option that changes it."""
+    from segsync.local.capture import CaptureServer
+
+    server = CaptureServer(out, port=port, faults=faults)
+    try:
+        server.start()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; choose another port with --capture-port") from None
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _logs(logs: Any) -> dict[str, str]:
@@ -198,12 +214,12 @@ def _figures(capture: Any, spec: str, captured: Path) -> dict[str, Any]:
 
 
 def _rehearsal(project: Project, endpoint: str) -> Project:
-    """The project with every Segment destination at ``endpoint`` and a stand-in write key.
+    """The project with every Segment destination at the capture endpoint ``endpoint``, with a stand-in write key.
 
-    The destination (API base and key source) names its state, so a rehearsal never moves the real
-    destination's state forward.
+    The capture endpoint has its own state (``segsync.state.destination_id``), so a rehearsal never moves
+    the real destination's state forward.
     """
-    return _destinations(project, endpoint=endpoint, write_key={"env": REHEARSAL_KEY_ENV})
+    return _destinations(project, endpoint=endpoint, write_key={"env": REHEARSAL_KEY_ENV}, local_capture=True)
 
 
 def _in_dir(project: Project, directory: Path) -> Project:
@@ -214,10 +230,15 @@ def _in_dir(project: Project, directory: Path) -> Project:
     return project.model_copy(update={"connections": {**project.connections, "warehouse": warehouse}})
 
 
-def _with_endpoint(project: Project, endpoint: str, events_per_second: int | None = None) -> Project:
-    """The same project with every Segment destination pointed at ``endpoint`` (and paced anew)."""
+def _with_endpoint(
+    project: Project, endpoint: str, events_per_second: int | None = None, *, local_capture: bool = False
+) -> Project:
+    """The same project with every Segment destination pointed at ``endpoint`` (and paced anew).
+
+    ``local_capture``: ``endpoint`` is segsync's capture endpoint, whose state does not depend on its port.
+    """
     pace = {"events_per_second": events_per_second} if events_per_second else {}
-    return _destinations(project, endpoint=endpoint, **pace)
+    return _destinations(project, endpoint=endpoint, local_capture=local_capture or None, **pace)
 
 
 def _destinations(project: Project, **changes: Any) -> Project:
