@@ -95,7 +95,7 @@ class WarehouseState:
         version = self.warehouse.query(f"SELECT MAX(VERSION) FROM {self.version_table}")[0][0]
         if version == SCHEMA_VERSION:
             return
-        legacy = version is None and self._exists(self.state_table)
+        legacy = version is None and self.exists(self.state_table)
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC VARCHAR, DESTINATION VARCHAR, ROW_KEY VARCHAR, "
             "ROW_HASH VARCHAR, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
@@ -151,7 +151,13 @@ class WarehouseState:
         )
 
     def diff_statement(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
-        """The run table: every model row with its key, key count, hashes and change kind.
+        """The run table: ``diff_query``'s rows, kept until finalize."""
+        return f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n" + self.diff_query(
+            sync, destination, columns, full_resync=full_resync
+        )
+
+    def diff_query(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
+        """Every model row with its key, key count, hashes and change kind; reads state, writes nothing.
 
         Update or Create: new and changed rows go out. Append: only keys never delivered. A full
         resync ignores state. Rows with a null or repeated key are kept so the planner can reject
@@ -170,7 +176,6 @@ class WarehouseState:
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
         return (
-            f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n"
             f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
             f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
             + ", ".join(f"k.{d.quote(c.name)}" for c in columns)
@@ -194,6 +199,16 @@ class WarehouseState:
             changed=counts["changed"],
             unchanged=counts["unchanged"],
             bad_keys=counts["bad"],
+        )
+
+    def removed_query(self, sync: AnySync, destination: str, columns: list[ModelColumn]) -> str:
+        """The keys delivered to ``destination`` that the model no longer has (a run sends nothing for them)."""
+        d = self.dialect
+        model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
+        return (
+            f"SELECT s.ROW_KEY FROM {self.state_table} AS s WHERE s.SYNC = {d.literal(sync.name)} "
+            f"AND s.DESTINATION = {d.literal(destination)} "
+            f"AND NOT EXISTS (SELECT 1 FROM (\n{self.keyed(sync, columns, model)}\n) AS k WHERE k.{KEY} = s.ROW_KEY)"
         )
 
     def changed_rows_sql(self, sync_name: str) -> str:
@@ -288,7 +303,7 @@ class WarehouseState:
             full_resync
             or not isinstance(sync, TrackSync)
             or not sync.cursor
-            or not self._exists(self.cursor_table(sync.name, destination))
+            or not self.exists(self.cursor_table(sync.name, destination))
         ):
             return ""
         column = f"src.{self.column(sync.cursor, columns, sync.name, 'cursor')}"
@@ -324,7 +339,8 @@ class WarehouseState:
         """The latest watermark as a scalar subquery (run ids sort by time)."""
         return f"(SELECT WATERMARK FROM {cursor_table} ORDER BY RUN_ID DESC LIMIT 1)"
 
-    def _exists(self, table: str) -> bool:
+    def exists(self, table: str) -> bool:
+        """Whether a bookkeeping table (``SCHEMA.NAME``) exists yet."""
         schema, name = table.split(".")
         rows = self.warehouse.query(
             "SELECT COUNT(*) FROM information_schema.tables "

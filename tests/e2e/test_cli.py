@@ -1,15 +1,17 @@
-"""The segsync command as a user meets it: clear one-line errors, machine-readable output, ports."""
+"""The segsync command as a user meets it: clear one-line errors, machine-readable output, ports, previews."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 import yaml
 
 from segsync.cli import main
+from segsync.local.capture import read_captured
 
 from ..conftest import point_at
 
@@ -80,9 +82,11 @@ def _free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def test_the_demo_keeps_its_state_on_another_port(project_file, tmp_path, capsys):
+def test_the_demo_keeps_its_state_on_another_port_and_preview_shows_what_the_next_run_sends(
+    project_file, tmp_path, capsys
+):
     # Given the demo (its warehouse at this test's size, in tmp_path) run once on one capture port
-    first_port, second_port = _free_ports(2)
+    first_port, second_port, third_port = _free_ports(3)
     demo = ["demo", "--dir", str(tmp_path), "--json"]
     assert main([*demo, "--capture-port", str(first_port)]) == 0
     assert orjson.loads(capsys.readouterr().out)["received"] == 2_300
@@ -97,6 +101,26 @@ def test_the_demo_keeps_its_state_on_another_port(project_file, tmp_path, capsys
         ("demo-users", 0, 0, 300),
         ("demo-events", 0, 0, 2_000),
     ]
+
+    # Given one user changed
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("UPDATE users SET plan = 'gold' WHERE user_id = 'user_000001'")
+
+    # When the next run is previewed against what the capture endpoint received
+    assert main(["preview", str(project_file), "--sync", "demo-users", "--capture", "--json"]) == 0
+
+    # Then one changed row would go out, and its payload is shown
+    preview = orjson.loads(capsys.readouterr().out)
+    counts = tuple(preview[name] for name in ("new", "changed", "unchanged", "removed", "rejected"))
+    assert counts == (0, 1, 299, 0, 0)
+    (payload,) = preview["payloads"]
+    assert payload["userId"] == "user_000001" and payload["traits"]["plan"] == "gold"
+
+    # When the demo runs once more, on a third port, Then it sends exactly the message previewed
+    assert main([*demo, "--capture-port", str(third_port)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["received"] == 1
+    (sent,) = read_captured(tmp_path / "out" / "captured.ndjson")
+    assert {k: v for k, v in sent.items() if k not in ("sentAt", "receivedAt")} == payload
 
 
 @pytest.mark.parametrize(

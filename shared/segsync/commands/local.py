@@ -164,6 +164,11 @@ def run_demo(args: argparse.Namespace) -> int:
     if faults is not None:
         return _report(report, args, extra={**_figures(capture, args.faults, captured), **_logs(logs)})
     extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages, **_logs(logs)}
+    if not args.json and args.dir.resolve() == DEMO_DIR.resolve():
+        # The demo's own project file reads this warehouse: say how to see what the next run would send.
+        extra["preview the next run"] = (
+            f"{_program()} preview {os.path.relpath(DEMO_PROJECT)} --sync demo-users --capture"
+        )
     return _report(report, args, extra=extra)
 
 
@@ -181,6 +186,12 @@ def _capture(out: Path, port: int, faults: Any) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+def _program() -> str:
+    """How the user called segsync (``.venv/bin/segsync`` under ``make run``), to print commands they can paste."""
+    called = Path(sys.argv[0])
+    return os.path.relpath(called) if called.name == "segsync" and called.is_file() else "segsync"
 
 
 def _logs(logs: Any) -> dict[str, str]:
