@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the project's virtualenv with pinned dependencies
 
-run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local capture endpoint)
-	$(BIN)/segsync demo
+run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local capture endpoint); ARGS="-v" etc.
+	$(BIN)/segsync demo $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import orjson
 import yaml
@@ -91,6 +93,11 @@ class SegmentConnection(Model):
     endpoint: str | None = None
     write_key: SecretRef
     events_per_second: int = Field(default=1000, gt=0)
+    local_capture: SkipJsonSchema[bool | None] = Field(
+        default=None,
+        description="set by segsync demo and run --local --faults: the endpoint is segsync's capture endpoint on "
+        "this machine, whose state is one whatever its port (segsync.state.destination_id); never written by hand",
+    )
 
     @field_validator("write_key")
     @classmethod
@@ -109,9 +116,28 @@ class SegmentConnection(Model):
             raise ValueError("endpoint must be an http(s) URL such as https://api.segment.io")
         return value.rstrip("/") if value else value
 
+    @model_validator(mode="after")
+    def _capture_on_loopback(self) -> SegmentConnection:
+        # Only a loopback endpoint can be the capture endpoint: a real Segment source never loses its own state.
+        if self.local_capture and not _loopback(self.endpoint):
+            raise ValueError(
+                f"local_capture needs an endpoint on this machine (http://127.0.0.1:PORT), not {self.endpoint}"
+            )
+        return self
+
     @property
     def api_base(self) -> str:
         return self.endpoint or SEGMENT_HOSTS[self.region]
+
+
+def _loopback(url: str | None) -> bool:
+    host = urlsplit(url).hostname if url else None
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 Connection = Annotated[DuckDBConnection | SnowflakeConnection | SegmentConnection, Field(discriminator="type")]

@@ -47,6 +47,7 @@ HISTORY_COLUMNS = (
     "NEW_ROWS", "CHANGED_ROWS", "UNCHANGED_ROWS", "REJECTED", "SENT", "COMMITTED", "ERROR",
 )  # fmt: skip
 REJECTED_COLUMNS = ("SYNC", "RUN_ID", "ROW_KEY", "FIELD", "REASON", "REJECTED_AT", "SOURCE")
+LOCAL_CAPTURE = "local capture"
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,11 @@ class DiffCounts:
 def destination_id(destination: SegmentConnection) -> str:
     """Which Segment source state belongs to: pointing a sync at another one sends everything there.
 
-    The API base and where the write key comes from (never the key itself).
+    The API base and where the write key comes from (never the key itself). segsync's own capture endpoint
+    (``segsync demo``, ``run --local --faults``) is one place whatever its port and the key it is given.
     """
+    if destination.local_capture:
+        return LOCAL_CAPTURE
     key = destination.write_key
     return f"{destination.api_base} ({'env ' + key.env if key.env else 'secret ' + str(key.secret)})"
 
@@ -109,7 +113,7 @@ class WarehouseState:
         version = self.warehouse.query(f"SELECT MAX(VERSION) FROM {self.version_table}")[0][0]
         if version == SCHEMA_VERSION:
             return
-        legacy = version is None and self._exists(self.state_table)
+        legacy = version is None and self.exists(self.state_table)
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC VARCHAR, DESTINATION VARCHAR, ROW_KEY VARCHAR, "
             "ROW_HASH VARCHAR, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
@@ -170,7 +174,13 @@ class WarehouseState:
     def diff_statement(
         self, sync: AnySync, run_id: str, destination: str, columns: list[ModelColumn], *, full_resync: bool
     ) -> str:
-        """The run table: every model row with its key, key count, hashes, change kind and number.
+        """The run table: ``diff_query``'s rows, kept for the run's waves and checkpoints."""
+        return f"CREATE OR REPLACE TABLE {self.run_table(sync.name, run_id)} AS\n" + self.diff_query(
+            sync, destination, columns, full_resync=full_resync
+        )
+
+    def diff_query(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
+        """Every model row with its key, key count, hashes, change kind and number; reads state, writes nothing.
 
         Update or Create: new and changed rows go out. Append: only keys never delivered. A full
         resync ignores state. Rows with a null or repeated key are kept so they can be rejected by name.
@@ -188,7 +198,6 @@ class WarehouseState:
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
         return (
-            f"CREATE OR REPLACE TABLE {self.run_table(sync.name, run_id)} AS\n"
             f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
             f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
             f"ROW_NUMBER() OVER () AS {SEQ}, "
@@ -216,6 +225,16 @@ class WarehouseState:
             unchanged=counts["unchanged"],
             null_keys=counts["null"],
             duplicate_keys=counts["duplicate"],
+        )
+
+    def removed_query(self, sync: AnySync, destination: str, columns: list[ModelColumn]) -> str:
+        """The keys delivered to ``destination`` that the model no longer has (a run sends nothing for them)."""
+        d = self.dialect
+        model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
+        return (
+            f"SELECT s.ROW_KEY FROM {self.state_table} AS s WHERE s.SYNC = {d.literal(sync.name)} "
+            f"AND s.DESTINATION = {d.literal(destination)} "
+            f"AND NOT EXISTS (SELECT 1 FROM (\n{self.keyed(sync, columns, model)}\n) AS k WHERE k.{KEY} = s.ROW_KEY)"
         )
 
     def wave_sql(self, sync_name: str, run_id: str, after_seq: int, rows: int) -> str:
@@ -360,7 +379,7 @@ class WarehouseState:
             full_resync
             or not isinstance(sync, TrackSync)
             or not sync.cursor
-            or not self._exists(self.cursor_table(sync.name, destination))
+            or not self.exists(self.cursor_table(sync.name, destination))
         ):
             return ""
         column = f"src.{self.column(sync.cursor, columns, sync.name, 'cursor')}"
@@ -399,7 +418,8 @@ class WarehouseState:
         """The latest watermark as a scalar subquery (run ids sort by time)."""
         return f"(SELECT WATERMARK FROM {cursor_table} ORDER BY RUN_ID DESC LIMIT 1)"
 
-    def _exists(self, table: str) -> bool:
+    def exists(self, table: str) -> bool:
+        """Whether a bookkeeping table (``SCHEMA.NAME``) exists yet."""
         schema, name = table.split(".")
         rows = self.warehouse.query(
             "SELECT COUNT(*) FROM information_schema.tables "

@@ -97,6 +97,7 @@ def test_local_stack_prints_its_environment_and_stops_cleanly(tmp_path, capsys):
         project=None,
         out=tmp_path / "captured.ndjson",
         json=True,
+        verbose=False,
     )
     stop = threading.Event()
     codes: list[int] = []

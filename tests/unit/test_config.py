@@ -22,6 +22,7 @@ from segsync.config import (
     parse_target,
 )
 from segsync.errors import ConfigError
+from segsync.state import destination_id
 
 PROJECT_YAML = """\
 version: 1
@@ -695,3 +696,43 @@ def test_a_bad_schedule_names_the_sync_the_field_and_the_expression(tmp_path, sc
 def test_a_valid_schedule_is_kept_as_written(tmp_path):
     project = load_project(write(tmp_path, with_sync({**USER_SYNC, "schedule": "cron(15 2 * * ? *)"})))
     assert project.sync("x").schedule == "cron(15 2 * * ? *)"
+
+
+def _segment(**fields) -> SegmentConnection:
+    return SegmentConnection.model_validate({"type": "segment", "write_key": {"env": "SEGMENT_WRITE_KEY"}, **fields})
+
+
+def test_the_capture_endpoint_is_one_destination_whatever_its_port_and_key():
+    # Given segsync's capture endpoint on two ports, with the demo's key and a rehearsal's
+    here = _segment(endpoint="http://127.0.0.1:8765", local_capture=True)
+    there = SegmentConnection.model_validate(
+        {"type": "segment", "endpoint": "http://127.0.0.1:8766", "local_capture": True,
+         "write_key": {"env": "SEGMENT_REHEARSAL_WRITE_KEY"}}
+    )  # fmt: skip
+
+    # Then state knows them as one place, apart from any Segment source
+    assert destination_id(here) == destination_id(there) == "local capture"
+    assert destination_id(here) != destination_id(_segment(endpoint="http://127.0.0.1:8765"))
+
+
+def test_a_real_destination_is_still_told_apart_by_its_api_base_and_key_source():
+    ids = {
+        destination_id(_segment()),
+        destination_id(_segment(region="eu")),
+        destination_id(_segment(endpoint="https://proxy.example.com:8443")),
+        destination_id(_segment(endpoint="https://proxy.example.com:9443")),
+        destination_id(SegmentConnection.model_validate({"type": "segment", "write_key": {"secret": "segsync/key"}})),
+    }
+    assert len(ids) == 5
+    assert destination_id(_segment()) == "https://api.segment.io (env SEGMENT_WRITE_KEY)"
+
+
+@pytest.mark.parametrize("endpoint", [None, "https://api.segment.io", "http://10.0.0.5:8765", "http://capture:8765"])
+def test_only_an_endpoint_on_this_machine_can_be_the_capture_endpoint(endpoint):
+    with pytest.raises(ValueError, match="local_capture needs an endpoint on this machine"):
+        _segment(**({"endpoint": endpoint} if endpoint else {}), local_capture=True)
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:0", "http://localhost:8765", "http://[::1]:8765"])
+def test_loopback_endpoints_can_be_the_capture_endpoint(endpoint):
+    assert _segment(endpoint=endpoint, local_capture=True).local_capture is True

@@ -9,6 +9,7 @@ from typing import Any
 
 from segsync.commands import EXIT_OK, print_json, table
 from segsync.config import load_project
+from segsync.console import add_verbose, function_logs, log_path
 from segsync.state import WarehouseState
 from segsync.warehouse import connect
 
@@ -19,6 +20,7 @@ def register(commands: Any) -> None:
     runs.add_argument("--sync", required=True, metavar="NAME")
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--json", action="store_true", help="machine-readable output")
+    add_verbose(runs)
     runs.set_defaults(command=list_runs)
 
     rejected = commands.add_parser(
@@ -29,6 +31,7 @@ def register(commands: Any) -> None:
     rejected.add_argument("--run", metavar="RUN_ID", help="a run id (default: the latest run with rejections)")
     rejected.add_argument("--limit", type=int, default=100)
     rejected.add_argument("--json", action="store_true", help="machine-readable output")
+    add_verbose(rejected)
     rejected.set_defaults(command=list_rejected)
 
 
@@ -40,7 +43,7 @@ def _state(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def list_runs(args: argparse.Namespace) -> int:
     warehouse, schema = _state(args)
-    with warehouse:
+    with function_logs(log_path(args.file.parent), verbose=args.verbose), warehouse:
         state = WarehouseState(warehouse, schema)
         state.ensure()
         runs = state.history(args.sync, args.limit)
@@ -73,7 +76,7 @@ def list_runs(args: argparse.Namespace) -> int:
 
 def list_rejected(args: argparse.Namespace) -> int:
     warehouse, schema = _state(args)
-    with warehouse:
+    with function_logs(log_path(args.file.parent), verbose=args.verbose), warehouse:
         state = WarehouseState(warehouse, schema)
         state.ensure()
         records = state.rejected(args.sync, args.run, args.limit)

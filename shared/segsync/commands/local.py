@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
 from segsync.config import Project, SegmentConnection, load_project
+from segsync.console import Progress, add_verbose, function_logs, log_path
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 from segsync.local.driver import DEFAULT_TICK_S
@@ -59,7 +63,7 @@ def register(commands: Any) -> None:
         "--capture-port",
         type=int,
         default=CAPTURE_PORT,
-        help="with --faults: the capture endpoint's port (fixed, so a rehearsal's state stays the same)",
+        help=f"with --faults: the capture endpoint's port (default {CAPTURE_PORT}; its state is the same on any port)",
     )
     run.add_argument(
         "--wait",
@@ -82,6 +86,7 @@ def register(commands: Any) -> None:
         f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
     )
     run.add_argument("--json", action="store_true", help="machine-readable summary")
+    add_verbose(run)
     run.set_defaults(command=lambda args: run_in_stack(args) if args.stack and not args.faults else run_project(args))
 
     demo = commands.add_parser("demo", help="build the demo warehouse and run its syncs locally")
@@ -98,7 +103,7 @@ def register(commands: Any) -> None:
         "--capture-port",
         type=int,
         default=CAPTURE_PORT,
-        help="the capture endpoint's port (fixed, so the demo's Segment destination and its state stay the same)",
+        help=f"the capture endpoint's port (default {CAPTURE_PORT}; the demo's state is the same on any port)",
     )
     demo.add_argument("--faults", metavar="SPEC", help=FAULTS_HELP)
     demo.add_argument(
@@ -109,11 +114,11 @@ def register(commands: Any) -> None:
         help="tick the planner every N seconds while the senders work, as EventBridge would (default "
         f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
     )
+    add_verbose(demo)
     demo.set_defaults(command=run_demo)
 
 
 def run_project(args: argparse.Namespace) -> int:
-    from segsync.local.capture import CaptureServer
     from segsync.local.run import run_local
 
     if args.stack:
@@ -122,37 +127,41 @@ def run_project(args: argparse.Namespace) -> int:
         raise ConfigError("--wait and --timeout follow a run in a deployed stack (--stack); --local always waits")
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
-    if faults is None:
-        report = run_local(
-            project,
-            args.syncs,
-            full_resync=args.full_resync,
-            project_file=str(args.file),
-            tick_seconds=args.tick_seconds,
-        )
-        return _report(report, args, extra={})
-    captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
-    saved = os.environ.get(REHEARSAL_KEY_ENV)
-    os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
-    try:
-        with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
+    progress = Progress(sys.stderr)
+    with function_logs(log_path(Path(args.file).parent), verbose=args.verbose) as logs:
+        if faults is None:
             report = run_local(
-                _rehearsal(project, capture.url),
+                project,
                 args.syncs,
                 full_resync=args.full_resync,
+                project_file=str(args.file),
+                progress=progress,
                 tick_seconds=args.tick_seconds,
             )
-            capture.wait_idle()
-    finally:
-        if saved is None:
-            os.environ.pop(REHEARSAL_KEY_ENV, None)
-        else:
-            os.environ[REHEARSAL_KEY_ENV] = saved
-    return _report(report, args, extra=_figures(capture, args.faults, captured))
+            return _report(report, args, extra=_logs(logs))
+        captured = Path(tempfile.mkdtemp(prefix="segsync-rehearsal-")) / "captured.ndjson"
+        saved = os.environ.get(REHEARSAL_KEY_ENV)
+        os.environ[REHEARSAL_KEY_ENV] = DEMO_WRITE_KEY
+        try:
+            with _capture(captured, args.capture_port, faults) as capture:
+                rehearsal = _rehearsal(project, capture.url)
+                report = run_local(
+                    rehearsal,
+                    args.syncs,
+                    full_resync=args.full_resync,
+                    progress=progress,
+                    tick_seconds=args.tick_seconds,
+                )
+                capture.wait_idle()
+        finally:
+            if saved is None:
+                os.environ.pop(REHEARSAL_KEY_ENV, None)
+            else:
+                os.environ[REHEARSAL_KEY_ENV] = saved
+    return _report(report, args, extra={**_figures(capture, args.faults, captured), **_logs(logs)})
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from segsync.local.capture import CaptureServer
     from segsync.local.demo import build_warehouse
     from segsync.local.run import run_local
 
@@ -166,26 +175,56 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"demo warehouse: {warehouse} ({'built now' if built else 'reused'})")
     if not os.environ.get("SEGMENT_WRITE_KEY"):
         os.environ["SEGMENT_WRITE_KEY"] = DEMO_WRITE_KEY
-    if args.endpoint:
-        report = run_local(
-            _with_endpoint(project, args.endpoint, events_per_second=args.events_per_second),
-            tick_seconds=args.tick_seconds,
-        )
-        return _report(report, args, extra={"endpoint": args.endpoint})
-    out = args.dir / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    captured = out / "captured.ndjson"
-    captured.unlink(missing_ok=True)
-    with CaptureServer(captured, port=args.capture_port, faults=faults) as capture:
-        report = run_local(
-            _with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND),
-            tick_seconds=args.tick_seconds,
-        )
-        capture.wait_idle()
+    progress = Progress(sys.stderr)
+    with function_logs(log_path(args.dir), verbose=args.verbose) as logs:
+        if args.endpoint:
+            there = _with_endpoint(project, args.endpoint, events_per_second=args.events_per_second)
+            report = run_local(there, progress=progress, tick_seconds=args.tick_seconds)
+            return _report(report, args, extra={"endpoint": args.endpoint, **_logs(logs)})
+        out = args.dir / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        captured = out / "captured.ndjson"
+        captured.unlink(missing_ok=True)
+        with _capture(captured, args.capture_port, faults) as capture:
+            here = _with_endpoint(project, capture.url, events_per_second=CAPTURE_EVENTS_PER_SECOND, local_capture=True)
+            report = run_local(here, progress=progress, tick_seconds=args.tick_seconds)
+            capture.wait_idle()
     if faults is not None:
-        return _report(report, args, extra=_figures(capture, args.faults, captured))
-    extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages}
+        return _report(report, args, extra={**_figures(capture, args.faults, captured), **_logs(logs)})
+    extra = {"endpoint": "local capture", "captured": str(captured), "received": capture.messages, **_logs(logs)}
+    if not args.json and args.dir.resolve() == DEMO_DIR.resolve():
+        # The demo's own project file reads this warehouse: say how to see what the next run would send.
+        extra["preview the next run"] = (
+            f"{_program()} preview {os.path.relpath(DEMO_PROJECT)} --sync demo-users --capture"
+        )
     return _report(report, args, extra=extra)
+
+
+@contextmanager
+def _capture(out: Path, port: int, faults: Any) -> Iterator[Any]:
+    """The capture endpoint, serving while the block runs; a port in use names the option that changes it."""
+    from segsync.local.capture import CaptureServer
+
+    server = CaptureServer(out, port=port, faults=faults)
+    try:
+        server.start()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; choose another port with --capture-port") from None
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _program() -> str:
+    """How the user called segsync (``.venv/bin/segsync`` under ``make run``), to print commands they can paste."""
+    called = Path(sys.argv[0])
+    return os.path.relpath(called) if called.name == "segsync" and called.is_file() else "segsync"
+
+
+def _logs(logs: Any) -> dict[str, str]:
+    """Where the functions' logs went, when they went to a file (the summary names it)."""
+    return {"logs": str(logs.path)} if logs is not None and logs.written else {}
 
 
 def _fault_plan(spec: str) -> Any:
@@ -214,12 +253,12 @@ def _figures(capture: Any, spec: str, captured: Path) -> dict[str, Any]:
 
 
 def _rehearsal(project: Project, endpoint: str) -> Project:
-    """The project with every Segment destination at ``endpoint`` and a stand-in write key.
+    """The project with every Segment destination at the capture endpoint ``endpoint``, with a stand-in write key.
 
-    The destination (API base and key source) names its state, so a rehearsal never moves the real
-    destination's state forward.
+    The capture endpoint has its own state (``segsync.state.destination_id``), so a rehearsal never moves
+    the real destination's state forward.
     """
-    return _destinations(project, endpoint=endpoint, write_key={"env": REHEARSAL_KEY_ENV})
+    return _destinations(project, endpoint=endpoint, write_key={"env": REHEARSAL_KEY_ENV}, local_capture=True)
 
 
 def _in_dir(project: Project, directory: Path) -> Project:
@@ -230,10 +269,15 @@ def _in_dir(project: Project, directory: Path) -> Project:
     return project.model_copy(update={"connections": {**project.connections, "warehouse": warehouse}})
 
 
-def _with_endpoint(project: Project, endpoint: str, events_per_second: int | None = None) -> Project:
-    """The same project with every Segment destination pointed at ``endpoint`` (and paced anew)."""
+def _with_endpoint(
+    project: Project, endpoint: str, events_per_second: int | None = None, *, local_capture: bool = False
+) -> Project:
+    """The same project with every Segment destination pointed at ``endpoint`` (and paced anew).
+
+    ``local_capture``: ``endpoint`` is segsync's capture endpoint, whose state does not depend on its port.
+    """
     pace = {"events_per_second": events_per_second} if events_per_second else {}
-    return _destinations(project, endpoint=endpoint, **pace)
+    return _destinations(project, endpoint=endpoint, local_capture=local_capture or None, **pace)
 
 
 def _destinations(project: Project, **changes: Any) -> Project:

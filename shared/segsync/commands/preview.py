@@ -1,33 +1,53 @@
-"""``segsync preview FILE --sync NAME``: the messages a run would send, read from the warehouse; none sent."""
+"""``segsync preview FILE --sync NAME``: what the next run would send, read from the warehouse; nothing sent or written.
+
+The next run's diff is the planner's own query (``WarehouseState.diff_query``), run as a read: no run table,
+and no bookkeeping schema when there is none yet. ``--all`` shows the whole model, as a full resync sends it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json
-from segsync.config import AnySync, load_project
+from segsync.config import AnySync, SegmentConnection, load_project
+from segsync.console import add_verbose, function_logs, log_path
 from segsync.errors import WarehouseError
 from segsync.mapping import Mapped, Mapper, row_message_id
 from segsync.planner import FETCH_ROWS, check_key, encode_row
-from segsync.state import KEYED_COLUMNS, WarehouseState, nested
+from segsync.state import (
+    CHANGE,
+    INTERNAL_COLUMNS,
+    KEY,
+    KEY_COUNT,
+    KEYED_COLUMNS,
+    LOCAL_CAPTURE,
+    WarehouseState,
+    destination_id,
+    nested,
+)
 from segsync.store import Rejection, reason_kind
 from segsync.warehouse import connect
+from segsync.warehouse.dialect import ModelColumn
 
 DEFAULT_LIMIT = 5
 MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
+SKIPPED = f"{CHANGE} = 'unchanged' AND {KEY} IS NOT NULL AND {KEY_COUNT} = 1"
+"""Rows of the diff a run leaves alone: delivered before as they are now (the planner streams the others)."""
 
 
 def register(commands: Any) -> None:
     preview = commands.add_parser(
         "preview",
-        help="show what a sync would send: counts, rejections and the first payloads (sends nothing)",
+        help="show what the next run of a sync would send: new, changed, unchanged, removed and rejected rows, "
+        "rejections by reason, the first payloads (sends nothing, writes nothing)",
     )
     preview.add_argument("file", type=Path)
     preview.add_argument("--sync", required=True, metavar="NAME", help="the sync to preview")
@@ -39,7 +59,20 @@ def register(commands: Any) -> None:
         help=f"how many payloads to show (default {DEFAULT_LIMIT})",
     )
     preview.add_argument("--key", metavar="VALUE", help="only the row whose key is VALUE")
+    whose = preview.add_mutually_exclusive_group()
+    whose.add_argument(
+        "--all",
+        action="store_true",
+        help="every row of the model, as a full resync would send it (state is not read)",
+    )
+    whose.add_argument(
+        "--capture",
+        action="store_true",
+        help="compare with what segsync's local capture endpoint received (segsync demo, run --local --faults) "
+        "instead of the project's Segment destination",
+    )
     preview.add_argument("--json", action="store_true", help="machine-readable output")
+    add_verbose(preview)
     preview.set_defaults(command=run)
 
 
@@ -60,17 +93,41 @@ class ReasonGroup:
     example_reason: str = ""
 
 
+class Payload(NamedTuple):
+    """A message a run would send: its row's key, the message, its size, and why it goes (new or changed)."""
+
+    key: str
+    message: dict[str, Any]
+    size: int
+    change: str | None
+
+
 @dataclass
 class Preview:
-    """What a run of one sync would do with the model's rows as they are now."""
+    """What a run of one sync would do with the model's rows as they are now.
+
+    Attributes:
+        destination: the destination whose state the rows were compared with; None for the whole model (--all).
+        changes: rows by change kind: ``new`` and ``changed`` go out (rejected ones aside), ``unchanged`` do not.
+        removed: keys delivered before that the model no longer has; a run sends nothing for them.
+        delivered: keys the state holds for this sync and destination.
+        legacy: of those, keys segsync 0.1 wrote, which the next run re-keys before its diff.
+        elsewhere: other destinations the state holds this sync's keys for.
+    """
 
     sync: str
     object: str
+    destination: str | None = None
     rows: int = 0
+    changes: Counter[str] = field(default_factory=Counter)
+    removed: int = 0
+    delivered: int = 0
+    legacy: int = 0
+    elsewhere: list[str] = field(default_factory=list)
     messages: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
     reasons: dict[tuple[str, str], ReasonGroup] = field(default_factory=dict)
-    payloads: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    payloads: list[Payload] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -82,14 +139,37 @@ class Preview:
         if group.count == 1:
             group.example_key, group.example_reason = rejection.key, rejection.reason
 
+    def add(self, checked: bytes | Rejection, mapper: Mapper, *, limit: int, change: str | None = None) -> None:
+        """A row as the planner left it (a chunk row or why not), through the sender's mapping."""
+        mapped = checked if isinstance(checked, Rejection) else mapper.map(orjson.loads(checked))
+        if isinstance(mapped, Rejection):
+            self.reject(mapped)
+            return
+        self.messages[MESSAGE_TYPES[self.object]] += 1
+        if change is not None:
+            self.changes[change] += 1
+        if len(self.payloads) < limit:
+            self.payloads.append(_shown(mapped, change))
+
     def as_dict(self) -> dict[str, Any]:
+        next_run = {
+            "destination": self.destination,
+            "new": self.changes["new"],
+            "changed": self.changes["changed"],
+            "unchanged": self.changes["unchanged"],
+            "removed": self.removed,
+            "delivered": self.delivered,
+            "legacy_keys": self.legacy,
+            "other_destinations": self.elsewhere,
+        }
         return {
             "ok": True,
             "sync": self.sync,
             "object": self.object,
             "rows": self.rows,
-            "messages": dict(self.messages),
+            **(next_run if self.destination is not None else {}),
             "rejected": self.rejected,
+            "messages": dict(self.messages),
             "rejections": [
                 {
                     "field": g.field,
@@ -99,7 +179,7 @@ class Preview:
                 }
                 for g in self.grouped()
             ],
-            "payloads": [message for _, message, _ in self.payloads],
+            "payloads": [p.message for p in self.payloads],
             "columns": self.columns,
             "seconds": round(self.seconds, 3),
         }
@@ -132,30 +212,113 @@ def preview_sync(sync: AnySync, state: WarehouseState, *, limit: int, key: str |
             if checked is None:
                 message_id = row_message_id(sync, row_key, None, row_hash, None)
                 checked = encode_row(row_key, (row_key, message_id, *raw[KEYED_COLUMNS:]))
-            mapped = checked if isinstance(checked, Rejection) else mapper.map(orjson.loads(checked))
-            if isinstance(mapped, Rejection):
-                result.reject(mapped)
-                continue
-            result.messages[MESSAGE_TYPES[sync.object]] += 1
-            if len(result.payloads) < limit:
-                result.payloads.append(_shown(mapped))
+            result.add(checked, mapper, limit=limit)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _shown(mapped: Mapped) -> tuple[str, dict[str, Any], int]:
-    return mapped.key, orjson.loads(mapped.body), len(mapped.body)
+def preview_next_run(
+    sync: AnySync, state: WarehouseState, destination: str, *, limit: int, key: str | None = None
+) -> Preview:
+    """What the next run would do: the planner's diff against what ``destination`` received, only read.
+
+    Rows a run would stream (new, changed, bad keys) get the planner's checks and the messageIds it would
+    write (from the key, the hash delivered last and the new one), then travel as in a chunk, then the
+    sender's mapping; unchanged rows and removed keys are counted in the warehouse. Without a bookkeeping
+    schema every row is new, and none is created.
+    """
+    started = time.monotonic()
+    result = Preview(sync=sync.name, object=sync.object, destination=destination)
+    columns = state.model_columns(sync.sql)
+    result.columns = [c.name for c in columns]
+    mapper = Mapper(sync, result.columns)
+    for row in _next_run_rows(sync, state, destination, columns, key, result):
+        row_key, key_count, row_hash, previous_hash, change, _ = row[:INTERNAL_COLUMNS]
+        result.rows += 1
+        checked = check_key(row_key, key_count, sync.key)
+        if checked is None:
+            message_id = row_message_id(sync, row_key, previous_hash, row_hash, None)
+            checked = encode_row(row_key, (row_key, message_id, *row[INTERNAL_COLUMNS:]))
+        result.add(checked, mapper, limit=limit, change=change)
+    result.rows += result.changes["unchanged"]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _next_run_rows(
+    sync: AnySync,
+    state: WarehouseState,
+    destination: str,
+    columns: list[ModelColumn],
+    key: str | None,
+    result: Preview,
+) -> Iterator[tuple[Any, ...]]:
+    """The diff's rows a run would stream, shaped as the run table's; counts what it would not into ``result``."""
+    d = state.dialect
+    only = f" AND {KEY} = {d.literal(key)}" if key is not None else ""
+    if not state.exists(state.state_table):
+        model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
+        keyed = f"SELECT * FROM (\n{state.keyed(sync, columns, model)}\n) AS k"
+        if key is not None:
+            keyed += f" WHERE {KEY} = {d.literal(key)}"
+        for batch in state.warehouse.stream(keyed, FETCH_ROWS):
+            for raw in batch.rows:
+                yield (*raw[:KEYED_COLUMNS], None, "new", None, *raw[KEYED_COLUMNS:])
+        return
+    counts = state.warehouse.query(
+        f"SELECT DESTINATION, COUNT(*) FROM {state.state_table} "
+        f"WHERE SYNC = {d.literal(sync.name)} GROUP BY DESTINATION"
+    )
+    result.delivered = sum(n for where, n in counts if where == destination)
+    result.elsewhere = sorted(where for where, _ in counts if where != destination)
+    if result.delivered:
+        result.legacy = _legacy_keys(state, sync.name, destination)
+        removed = f"SELECT COUNT(*) FROM (\n{state.removed_query(sync, destination, columns)}\n) AS r"
+        if key is not None:
+            removed += f" WHERE r.ROW_KEY = {d.literal(key)}"
+        result.removed = state.warehouse.query(removed)[0][0]
+    diff = f"SELECT * FROM (\n{state.diff_query(sync, destination, columns, full_resync=False)}\n) AS d"
+    result.changes["unchanged"] = state.warehouse.query(f"SELECT COUNT(*) FROM ({diff}) AS u WHERE {SKIPPED}{only}")[0][
+        0
+    ]
+    for batch in state.warehouse.stream(f"{diff} WHERE NOT ({SKIPPED}){only}", FETCH_ROWS):
+        yield from batch.rows
+
+
+def _legacy_keys(state: WarehouseState, sync_name: str, destination: str) -> int:
+    """Keys segsync 0.1 wrote for the sync (key format 1): the next run re-keys them before its diff."""
+    d = state.dialect
+    where = f"SYNC = {d.literal(sync_name)} AND DESTINATION = {d.literal(destination)}"
+    # A schema segsync 0.1 made has no version table and no KEY_FORMAT column yet: all its keys are format 1.
+    if state.exists(state.version_table):
+        where += " AND KEY_FORMAT IS NULL"
+    return state.warehouse.query(f"SELECT COUNT(*) FROM {state.state_table} WHERE {where}")[0][0]
+
+
+def _shown(mapped: Mapped, change: str | None) -> Payload:
+    return Payload(mapped.key, orjson.loads(mapped.body), len(mapped.body), change)
+
+
+def compared_with(destination: SegmentConnection, *, capture: bool) -> str:
+    """The destination whose state a preview reads: the project's, or segsync's local capture endpoint."""
+    return destination_id(destination.model_copy(update={"local_capture": True}) if capture else destination)
 
 
 def run(args: argparse.Namespace) -> int:
     project = load_project(args.file)
     sync = project.sync(args.sync)
     source = project.connections[sync.source]
-    try:
-        with connect(source) as warehouse:
-            result = preview_sync(sync, WarehouseState(warehouse, source.state_schema), limit=args.limit, key=args.key)
-    except WarehouseError as exc:
-        raise WarehouseError(f"sync '{sync.name}': model query failed: {exc}") from None
+    destination = None if args.all else compared_with(project.connections[sync.destination], capture=args.capture)
+    with function_logs(log_path(args.file.parent), verbose=args.verbose):
+        try:
+            with connect(source) as warehouse:
+                state = WarehouseState(warehouse, source.state_schema)
+                if destination is None:
+                    result = preview_sync(sync, state, limit=args.limit, key=args.key)
+                else:
+                    result = preview_next_run(sync, state, destination, limit=args.limit, key=args.key)
+        except WarehouseError as exc:
+            raise WarehouseError(f"sync '{sync.name}': model query failed: {exc}") from None
     found = args.key is None or result.rows > 0
     if args.json:
         print_json({**result.as_dict(), "ok": found, "key": args.key})
@@ -166,21 +329,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _text(result: Preview, sync: AnySync, key: str | None, *, limit: int) -> str:
     kind = MESSAGE_TYPES[sync.object]
+    what = "the whole model" if result.destination is None else "the next run"
     lines = [
-        f"preview of sync '{sync.name}': {sync.object} → {kind} ({sync.behavior}), from '{sync.source}'",
-        "nothing was sent; sync state was neither read nor changed (every row counts, as in a full resync)",
+        f"preview of {what} of sync '{sync.name}': {sync.object} → {kind} ({sync.behavior}), "
+        f"from '{sync.source}' to '{sync.destination}'",
+        *_compared(result),
         "",
     ]
     if key is not None and result.rows == 0:
-        lines.append(f"no row has key {key!r}")
+        gone = ": it was delivered before and is no longer in the model (a run sends nothing for it)"
+        lines.append(f"no row has key {key!r}{gone if result.removed else ''}")
         return "\n".join(lines)
     sent = sum(result.messages.values())
-    width = max(len(f"{n:,}") for n in (result.rows, sent, result.rejected))
-    lines += [
-        f"rows      {result.rows:>{width},}",
-        f"messages  {sent:>{width},}  {kind}",
-        f"rejected  {result.rejected:>{width},}",
-    ]
+    lines += _counts(result, sent, kind)
     if result.reasons:
         lines += ["", "rejected, by reason:"]
         for group in result.grouped():
@@ -188,10 +349,46 @@ def _text(result: Preview, sync: AnySync, key: str | None, *, limit: int) -> str
             lines.append(f"            e.g. key {group.example_key!r}: {group.example_reason}")
     if result.payloads:
         lines += ["", f"first {len(result.payloads)} of {sent:,} messages (sentAt is added at send time):"]
-        for message_key, message, size in result.payloads:
-            lines.append(f"--- key {message_key!r}, {size:,} bytes")
-            lines.append(orjson.dumps(message, option=orjson.OPT_INDENT_2).decode())
+        for payload in result.payloads:
+            why = f" ({payload.change})" if payload.change else ""
+            lines.append(f"--- key {payload.key!r}{why}, {payload.size:,} bytes")
+            lines.append(orjson.dumps(payload.message, option=orjson.OPT_INDENT_2).decode())
     elif sent and limit == 0:
         lines += ["", "(--limit 0: no payloads shown)"]
     lines.append(f"\n{result.seconds:.2f} s")
     return "\n".join(lines)
+
+
+def _compared(result: Preview) -> list[str]:
+    """What the rows were compared with, in a line or two."""
+    if result.destination is None:
+        return ["nothing was sent or written; state was not read (every row counts, as in a full resync)"]
+    lines = [f"compared with what was delivered to {result.destination}; nothing was sent or written"]
+    if not result.delivered:
+        lines.append("nothing was delivered there yet: every row is new")
+        if result.elsewhere:
+            capture = " (--capture compares with that)" if LOCAL_CAPTURE in result.elsewhere else ""
+            lines.append(f"this sync was delivered to: {', '.join(result.elsewhere)}{capture}")
+    if result.legacy:
+        lines.append(
+            f"{result.legacy:,} delivered keys were written by segsync 0.1: the next run re-keys them first, "
+            "so some rows counted here as new or changed may turn out unchanged"
+        )
+    return lines
+
+
+def _counts(result: Preview, sent: int, kind: str) -> list[str]:
+    if result.destination is None:
+        rows = [("rows", result.rows, ""), ("messages", sent, kind), ("rejected", result.rejected, "")]
+    else:
+        rows = [
+            ("rows", result.rows, ""),
+            ("new", result.changes["new"], f"to send ({kind})"),
+            ("changed", result.changes["changed"], f"to send ({kind})"),
+            ("unchanged", result.changes["unchanged"], "delivered before as they are: not sent"),
+            ("rejected", result.rejected, ""),
+            ("removed", result.removed, "delivered before, no longer in the model: nothing is sent for them"),
+        ]
+    label = max(len(name) for name, _, _ in rows) + 2
+    width = max(len(f"{n:,}") for _, n, _ in rows)
+    return [f"{name:<{label}}{n:>{width},}  {note}".rstrip() for name, n, note in rows]

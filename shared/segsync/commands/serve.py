@@ -25,6 +25,7 @@ import orjson
 
 from segsync.commands import EXIT_OK, print_json
 from segsync.config import Project, SegmentConnection, load_project
+from segsync.console import add_verbose, function_logs, log_path
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 from segsync.local.stack import REGION, RUNS_TABLE, SYNCS_TABLE
@@ -79,6 +80,7 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where captured messages go (NDJSON)")
     serve.add_argument("--json", action="store_true", help="print the environment as JSON, then serve")
+    add_verbose(serve)
     serve.set_defaults(command=serve_local_stack)
 
 
@@ -133,9 +135,13 @@ def serve_local_stack(args: argparse.Namespace, stop: threading.Event | None = N
     """Serve until Ctrl-C (or until ``stop`` is set)."""
     project = load_project(args.project) if args.project else None
     warn_if_exposed(args.host)
-    with served_stack(
-        args.host, args.port, args.capture_port, args.out, container_host=args.container_host, project=project
-    ) as served:
+    logs = log_path(args.project.parent if args.project else Path.cwd())
+    with (
+        function_logs(logs, verbose=args.verbose),
+        served_stack(
+            args.host, args.port, args.capture_port, args.out, container_host=args.container_host, project=project
+        ) as served,
+    ):
         _announce(args, served, project)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
             (stop or threading.Event()).wait()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 from segsync.config import Project, SegmentConnection
+from segsync.console import Progress
 from segsync.errors import ConfigError, SecretError
 from segsync.local.driver import DEFAULT_TICK_S, SENDER_TIMEOUT_S, LocalDriver, load_handler
 from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
@@ -38,28 +38,6 @@ class LocalReport:
         return {"ok": self.ok, **asdict(self)}
 
 
-class ProgressBar:
-    """Chunks delivered of the rows to send, on stderr, only when someone is watching a terminal."""
-
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self._total = max(total, 1)
-        self._done = 0
-        # Looked up now, not at import: the module may be imported while stderr is redirected (tests).
-        self._stream = stream or sys.stderr
-        self._enabled = self._stream.isatty() and total > 1
-
-    def advance(self, rows: int) -> None:
-        self._done += rows
-        if self._enabled:
-            filled = int(30 * min(self._done, self._total) / self._total)
-            self._stream.write(f"\r  sending [{'#' * filled}{'.' * (30 - filled)}] {self._done:,}/{self._total:,} rows")
-            self._stream.flush()
-
-    def close(self) -> None:
-        if self._enabled:
-            self._stream.write("\n")
-
-
 def run_local(
     project: Project,
     sync_names: list[str] | None = None,
@@ -70,6 +48,7 @@ def run_local(
     driver_options: dict[str, Any] | None = None,
     project_file: str | None = None,
     tick_seconds: float = DEFAULT_TICK_S,
+    progress: Progress | None = None,
 ) -> LocalReport:
     """Run the named syncs (default: every enabled one) through the real handlers on a local stack.
 
@@ -77,14 +56,17 @@ def run_local(
     ticks every ``tick_seconds`` (checkpoints, next waves, lock renewal, commit), as in AWS: state in
     the warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
     (``batch_size``, ``retry_delay_s``, ``deliver_twice``), to rehearse how SQS and Lambda behave.
-    ``project_file`` is the file notifications name in the command that shows more.
+    ``project_file`` is the file notifications name in the command that shows more. ``progress`` is told
+    each step (the CLI draws it; by default nothing is printed).
     """
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
         destination = project.sync(name).destination
         _check_write_key(project, destination)
         _check_reachable(project, destination)
+    progress = progress or Progress()
     started = time.monotonic()
+    progress.phase("starting a local stack (moto on loopback)")
     with local_stack(project_endpoints(project)) as stack:
         if project_file:
             os.environ["PROJECT_FILE"] = project_file  # local_stack puts the environment back
@@ -98,15 +80,17 @@ def run_local(
             sender_timeout_s=sender_timeout_s,
             **(driver_options or {}),
         )
+        progress.phase(f"planning {', '.join(names)}")
         planned = driver.plan({"syncs": names, "trigger": trigger, "full_resync": full_resync})["runs"]
         runs = RunStore(stack.table(RUNS_TABLE))
-        bar = ProgressBar(sum(run.get("rows_to_send", 0) for run in _items(runs, planned)))
+        progress.bar("sending", sum(run.get("rows_to_send", 0) for run in _items(runs, planned)), "rows")
 
         def tick() -> list[dict[str, Any]]:
+            """EventBridge's tick: checkpoints, next waves, lock renewal, and commit once all is delivered."""
             return driver.plan({"action": "continue", "syncs": names, "trigger": trigger})["runs"]
 
-        stats = driver.drain(progress=bar.advance, tick=tick, tick_seconds=tick_seconds)
-        bar.close()
+        stats = driver.drain(progress=progress.advance, tick=tick, tick_seconds=tick_seconds)
+        progress.close()
         summaries = [summarize(runs, run["sync"], run["run_id"]) for run in planned]
         dlq = sqs.get_queue_attributes(
             QueueUrl=stack.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]

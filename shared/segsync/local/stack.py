@@ -91,7 +91,6 @@ def create_resources(endpoint: str | None, allowed_endpoints: Iterable[str] = ()
         "POWERTOOLS_METRICS_NAMESPACE": "segsync",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
     }
     return LocalStack(endpoint=endpoint, queue_url=queue_url, dead_letter_queue_url=dlq_url, env=env)
 
