@@ -19,6 +19,8 @@ from pathlib import Path
 from bench.common import SYNC_NAME, project, write_result
 
 REPEATS = 3
+RUN_ID = "bench"
+"""Both statements write the same run table, one run's (a run table is per run)."""
 
 
 def legacy_statement(state, sync, destination: str, columns) -> str:
@@ -33,7 +35,7 @@ def legacy_statement(state, sync, destination: str, columns) -> str:
         "ELSE 'unchanged' END"
     )
     return (
-        f"CREATE OR REPLACE TABLE {state.run_table(sync.name)} AS\n"
+        f"CREATE OR REPLACE TABLE {state.run_table(sync.name, RUN_ID)} AS\n"
         f"WITH m AS (SELECT * FROM (\n{nested(sync.sql)}\n) AS src),\n"
         f"k AS (SELECT {key} AS __segsync_key, COUNT(*) OVER (PARTITION BY {key}) AS __segsync_key_count, "
         f"{legacy_hash(state, sync, columns, 'm')} AS __segsync_row_hash, m.* FROM m)\n"
@@ -63,7 +65,7 @@ def main() -> int:
         columns = state.model_columns(sync.sql)
         rows = warehouse.query(f"SELECT COUNT(*) FROM ({sync.sql}) AS m")[0][0]
         statements = {
-            "current": state.diff_statement(sync, destination, columns, full_resync=False),
+            "current": state.diff_statement(sync, RUN_ID, destination, columns, full_resync=False),
             "legacy": legacy_statement(state, sync, destination, columns),
         }
         for _ in range(REPEATS):
@@ -71,7 +73,7 @@ def main() -> int:
                 started = time.perf_counter()
                 warehouse.execute(statement)
                 timings[name].append(time.perf_counter() - started)
-        state.drop_run(sync.name)
+        state.drop_run(sync.name, RUN_ID)
     current, baseline = statistics.median(timings["current"]), statistics.median(timings["legacy"])
     write_result(
         args.result,
