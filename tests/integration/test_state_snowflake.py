@@ -46,7 +46,7 @@ def _run(state: WarehouseState, sync: UserSync, run_id: str, rejections: list[di
     state.fence(sync.name, run_id)
     diff = state.prepare(sync, run_id, DESTINATION, state.model_columns(sync.sql), full_resync=False)
     rows = [
-        row for batch in state.warehouse.stream(state.wave_sql(sync.name, run_id, 0, 1_000), 100) for row in batch.rows
+        row for batch in state.warehouse.stream(state.wave_sql(sync, run_id, 0, 1_000), 100) for row in batch.rows
     ]
     state.record_rejections(sync.name, run_id, "chunk 1", rejections or [])
     committed = state.checkpoint(sync, run_id, DESTINATION, 1, 1_000)

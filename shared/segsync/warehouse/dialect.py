@@ -107,6 +107,13 @@ class Dialect:
         """
         return f"MD5({seed} || TO_JSON([{', '.join(texts)}]))"
 
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        """SQL for the JSON text of an object of (name, SQL expression) pairs, a NULL value kept as ``null``.
+
+        State keeps a delivered row's values in one (``ROW_VALUES``), each value its canonical text.
+        """
+        return f"CAST(TO_JSON(STRUCT_PACK({', '.join(f'{self.quote(n)} := {e}' for n, e in pairs)})) AS VARCHAR)"
+
     def trim_fraction(self, text: str) -> str:
         """Drop trailing zeros after a decimal point, then a bare point: ``7.50`` → ``7.5``, ``7.00`` → ``7``.
 
@@ -125,6 +132,10 @@ class SnowflakeDialect(Dialect):
 
     def literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        # OBJECT_CONSTRUCT would drop a NULL value's key; the _KEEP_NULL form writes it as JSON null.
+        return f"TO_JSON(OBJECT_CONSTRUCT_KEEP_NULL({', '.join(f'{self.literal(n)}, {e}' for n, e in pairs)}))"
 
     def trim_fraction(self, text: str) -> str:
         # A regular expression rather than RTRIM(x, chars), which fakesnow (the tests' Snowflake) misreads.
