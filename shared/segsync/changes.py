@@ -100,7 +100,7 @@ def check_removals(sync: AnySync, *, removed: int, delivered: int, rows: int, al
     """
     if not removed or allowed:
         return
-    how = "no removals were sent and the run failed; if they really left, run it again with --allow-mass-removal"
+    how = "no removals are sent and the run fails; if they really left, run it again with --allow-mass-removal"
     if rows == 0:
         raise MassRemoval(
             f"the model returned no rows, so all {delivered:,} keys delivered before would be removed: {how}"

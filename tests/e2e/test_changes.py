@@ -87,9 +87,7 @@ def _state_keys(warehouse: Path, sync: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_change_events_added_then_exactly_the_removed_and_changed_then_nothing(
-    tmp_path, warehouse, capture, capsys
-):
+def test_change_events_added_then_exactly_the_removed_and_changed_then_nothing(tmp_path, warehouse, capture, capsys):
     # Given a changes sync on a 100-row table
     project = _project(tmp_path, warehouse, capture, TRIALS)
 
@@ -126,7 +124,11 @@ def test_change_events_added_then_exactly_the_removed_and_changed_then_nothing(
     assert (second["removed"], second["changed"], second["sent"]) == (5, 3, 8)
     assert sorted(ended) == gone and sorted(moved) == changed
     assert all(ended[key]["properties"] == delivered[key] for key in gone)
-    assert moved["u050"]["properties"] == {"plan": "enterprise", "seats": 1050, "renews_on": "2026-02-20T00:00:00+00:00"}
+    assert moved["u050"]["properties"] == {
+        "plan": "enterprise",
+        "seats": 1050,
+        "renews_on": "2026-02-20T00:00:00+00:00",
+    }
     assert not {m["messageId"] for m in sent} & {m["messageId"] for m in added}
 
     # And state forgot the keys whose removal was delivered
@@ -145,6 +147,7 @@ def test_change_events_added_then_exactly_the_removed_and_changed_then_nothing(
 
     # Then it is a new 'Trial Started' event, under an id of its own (Segment would drop a reused one)
     [back] = _sent_since(capture, 108)
+    assert code == 0 and fourth["new"] == 1
     first_entry = next(m for m in added if m["userId"] == "u010")
     assert (back["event"], back["properties"]) == ("Trial Started", first_entry["properties"])
     assert back["messageId"] != first_entry["messageId"]
@@ -175,9 +178,7 @@ def test_on_removal_clear_sends_one_identify_with_null_traits_per_removed_key(tm
     assert back["new"] == 1 and again["traits"] == {"plan": "pro", "seats": 60, "source": "warehouse"}
 
 
-def test_an_emptied_table_sends_no_removals_and_the_run_fails_with_the_reason(
-    tmp_path, warehouse, capture, capsys
-):
+def test_an_emptied_table_sends_no_removals_and_the_run_fails_with_the_reason(tmp_path, warehouse, capture, capsys):
     # Given a delivered changes sync
     project = _project(tmp_path, warehouse, capture, TRIALS)
     assert _run(project, capsys)[1]["sent"] == 100

@@ -45,9 +45,7 @@ def _run(state: WarehouseState, sync: UserSync, run_id: str, rejections: list[di
     """Diff, read the run's rows as its waves would, and checkpoint them as if every chunk was accepted."""
     state.fence(sync.name, run_id)
     diff = state.prepare(sync, run_id, DESTINATION, state.model_columns(sync.sql), full_resync=False)
-    rows = [
-        row for batch in state.warehouse.stream(state.wave_sql(sync, run_id, 0, 1_000), 100) for row in batch.rows
-    ]
+    rows = [row for batch in state.warehouse.stream(state.wave_sql(sync, run_id, 0, 1_000), 100) for row in batch.rows]
     state.record_rejections(sync.name, run_id, "chunk 1", rejections or [])
     committed = state.checkpoint(sync, run_id, DESTINATION, 1, 1_000)
     state.drop_run(sync.name, run_id)

@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
                     result = preview_next_run(sync, state, destination, limit=args.limit, key=args.key)
         except WarehouseError as exc:
             raise WarehouseError(f"sync '{sync.name}': model query failed: {exc}") from None
-    found = args.key is None or result.rows > 0
+    found = args.key is None or result.rows > 0 or result.changes[REMOVED] > 0
     if args.json:
         print_json({**result.as_dict(), "ok": found, "key": args.key})
     else:
@@ -370,7 +370,7 @@ def _text(result: Preview, sync: AnySync, key: str | None, *, limit: int) -> str
         *_compared(result),
         "",
     ]
-    if key is not None and result.rows == 0 and not result.sends[REMOVED]:
+    if key is not None and result.rows == 0 and not result.changes[REMOVED]:
         gone = ": it was delivered before and is no longer in the model (a run sends nothing for it)"
         lines.append(f"no row has key {key!r}{gone if result.removed else ''}")
         return "\n".join(lines)
