@@ -41,12 +41,13 @@ lint: $(STAMP) ## Lint and format-check the code (fails on findings)
 # The Lambda layer's lock: the whole dependency tree of layers/deps/requirements.in, resolved for the
 # functions' runtime (Python 3.12 on arm64, whatever this machine is), each package with the hashes of
 # all its published files, so `sam build` (arm64 wheels) and the runtime test (x86_64) check the same lock.
+# manylinux_2_28: the runtime's Amazon Linux 2023 has glibc 2.34, and psycopg-binary ships no older arm64 wheel.
 LOCK_IN := layers/deps/requirements.in
 LOCK := layers/deps/requirements.txt
 
 lock: $(STAMP) ## Re-resolve the Lambda layer's lock (layers/deps/requirements.txt, hashed) from requirements.in
 	$(BIN)/uv pip compile $(LOCK_IN) --quiet --generate-hashes --python-version 3.12 \
-		--python-platform aarch64-manylinux2014 --custom-compile-command "make lock" --output-file $(LOCK)
+		--python-platform aarch64-manylinux_2_28 --custom-compile-command "make lock" --output-file $(LOCK)
 
 pr: lint test validate ## Every check a change must pass before it lands
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,12 @@ import yaml
 from aws_lambda_powertools.utilities import parameters
 
 from segsync import handlers, settings
+from segsync.config import PostgresConnection
 from segsync.local.capture import CaptureServer
 from segsync.local.demo import build_warehouse
 from segsync.observability import metrics
+
+from . import postgres_server as pg
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -74,3 +79,28 @@ def point_at(project_file: Path, endpoint: str, events_per_second: int = 1_000_0
         change(next(s for s in data["syncs"] if s["name"] == name.replace("_", "-")))
     project_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return project_file
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg.PostgresServer]:
+    """One real PostgreSQL server for the whole session (about a second to start), stopped at its end."""
+    try:
+        server = pg.start()
+    except RuntimeError as exc:
+        pytest.fail(f"no PostgreSQL server could be started: {exc}")
+    yield server
+    pg.stop(server)
+
+
+@pytest.fixture
+def postgres_connection(
+    postgres_server: pg.PostgresServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> PostgresConnection:
+    """A fresh database for this test, and segsync's connection to it (its password in the environment)."""
+    database = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:60]
+    postgres_server.create_database(database)
+    monkeypatch.setenv("POSTGRES_CREDENTIALS", json.dumps({"password": pg.PASSWORD}))
+    return PostgresConnection.model_validate(
+        {"type": "postgres", "host": postgres_server.host, "port": postgres_server.port, "database": database,
+         "user": pg.USER, "sslmode": "disable", "credentials": {"env": "POSTGRES_CREDENTIALS"}}
+    )  # fmt: skip

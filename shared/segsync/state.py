@@ -77,10 +77,10 @@ class WarehouseState:
         self.warehouse = warehouse
         self.dialect = warehouse.dialect
         self._schema = schema
-        self.state_table = f"{schema}.SYNC_STATE"
-        self.history_table = f"{schema}.SYNC_RUNS"
-        self.rejected_table = f"{schema}.REJECTED_RECORDS"
-        self.version_table = f"{schema}.SCHEMA_VERSION"
+        self.state_table = self.dialect.table(schema, "SYNC_STATE")
+        self.history_table = self.dialect.table(schema, "SYNC_RUNS")
+        self.rejected_table = self.dialect.table(schema, "REJECTED_RECORDS")
+        self.version_table = self.dialect.table(schema, "SCHEMA_VERSION")
 
     def ensure(self) -> None:
         """Create the schema and shared tables on first use, or bring an older schema up to date (idempotent)."""
@@ -92,19 +92,20 @@ class WarehouseState:
         if version == SCHEMA_VERSION:
             return
         legacy = version is None and self._exists(self.state_table)
+        text = self.dialect.string_type
         self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC VARCHAR, DESTINATION VARCHAR, ROW_KEY VARCHAR, "
-            "ROW_HASH VARCHAR, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
+            f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC {text}, DESTINATION {text}, ROW_KEY {text}, "
+            f"ROW_HASH {text}, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
         )
         self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.history_table} (SYNC VARCHAR, RUN_ID VARCHAR, STATUS VARCHAR, "
-            "TRIGGER VARCHAR, FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, "
+            f"CREATE TABLE IF NOT EXISTS {self.history_table} (SYNC {text}, RUN_ID {text}, STATUS {text}, "
+            f"TRIGGER {text}, FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, "
             "SOURCE_ROWS BIGINT, NEW_ROWS BIGINT, CHANGED_ROWS BIGINT, UNCHANGED_ROWS BIGINT, "
-            "REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR VARCHAR)"
+            f"REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR {text})"
         )
         self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC VARCHAR, RUN_ID VARCHAR, "
-            "ROW_KEY VARCHAR, FIELD VARCHAR, REASON VARCHAR, REJECTED_AT TIMESTAMP)"
+            f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC {text}, RUN_ID {text}, "
+            f"ROW_KEY {text}, FIELD {text}, REASON {text}, REJECTED_AT TIMESTAMP)"
         )
         if legacy:
             # Before versioning (segsync 0.1): state rows gain the key format that wrote them; theirs stays
@@ -114,10 +115,10 @@ class WarehouseState:
 
     def run_table(self, sync_name: str) -> str:
         """Where a run's diff waits for finalize; one per sync, since a sync runs once at a time."""
-        return f"{self._schema}.RUN_{table_suffix(sync_name)}"
+        return self.dialect.table(self._schema, f"RUN_{table_suffix(sync_name)}")
 
     def cursor_table(self, sync_name: str, destination: str) -> str:
-        return f"{self._schema}.CURSOR_{table_suffix(sync_name + ' ' + destination)}"
+        return self.dialect.table(self._schema, f"CURSOR_{table_suffix(sync_name + ' ' + destination)}")
 
     def model_columns(self, model: str) -> list[ModelColumn]:
         """The model's columns as the warehouse spells and types them, without reading its rows."""
@@ -146,7 +147,9 @@ class WarehouseState:
             + "\nFROM t"
         )
 
-    def diff_statement(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
+    def diff_statement(
+        self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool
+    ) -> list[str]:
         """The run table: every model row with its key, key count, hashes and change kind.
 
         Update or Create: new and changed rows go out. Append: only keys never delivered. A full
@@ -165,18 +168,18 @@ class WarehouseState:
             )
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
-        return (
-            f"CREATE OR REPLACE TABLE {self.run_table(sync.name)} AS\n"
+        return d.create_table_as(
+            self.run_table(sync.name),
             f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
             f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
             + ", ".join(f"k.{d.quote(c.name)}" for c in columns)
             + f"\nFROM k LEFT JOIN {self.state_table} AS s ON s.SYNC = {d.literal(sync.name)} "
-            f"AND s.DESTINATION = {d.literal(destination)} AND s.ROW_KEY = k.{KEY}"
+            f"AND s.DESTINATION = {d.literal(destination)} AND s.ROW_KEY = k.{KEY}",
         )
 
     def prepare(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> DiffCounts:
         """Materialize the run table (``diff_statement``) and count what it holds."""
-        self.warehouse.execute(self.diff_statement(sync, destination, columns, full_resync=full_resync))
+        self.warehouse.execute_all(self.diff_statement(sync, destination, columns, full_resync=full_resync))
         counts = dict.fromkeys(("new", "changed", "unchanged", "resync", "bad"), 0)
         for change_kind, bad, rows in self.warehouse.query(
             f"SELECT {CHANGE}, CASE WHEN {KEY} IS NULL OR {KEY_COUNT} > 1 THEN 1 ELSE 0 END, COUNT(*) "
@@ -214,15 +217,22 @@ class WarehouseState:
             f"AND RUN_ID = {d.literal(run_id)} AND ROW_KEY IS NOT NULL)"
         )
         committed = self.warehouse.query(f"SELECT COUNT(*) {delivered}")[0][0]
-        self.warehouse.execute(
-            f"MERGE INTO {self.state_table} AS s USING (\n"
-            f"SELECT {d.literal(sync.name)} AS SYNC, {d.literal(destination)} AS DESTINATION, r.{KEY} AS ROW_KEY, "
-            f"r.{ROW_HASH} AS ROW_HASH {delivered}\n"
-            ") AS d ON s.SYNC = d.SYNC AND s.DESTINATION = d.DESTINATION AND s.ROW_KEY = d.ROW_KEY\n"
-            "WHEN MATCHED THEN UPDATE SET ROW_HASH = d.ROW_HASH, SYNCED_AT = CURRENT_TIMESTAMP, "
-            f"KEY_FORMAT = {KEY_FORMAT}\n"
-            "WHEN NOT MATCHED THEN INSERT (SYNC, DESTINATION, ROW_KEY, ROW_HASH, SYNCED_AT, KEY_FORMAT) "
-            f"VALUES (d.SYNC, d.DESTINATION, d.ROW_KEY, d.ROW_HASH, CURRENT_TIMESTAMP, {KEY_FORMAT})"
+        self.warehouse.execute_all(
+            d.merge(
+                self.state_table,
+                f"SELECT {d.literal(sync.name)} AS SYNC, {d.literal(destination)} AS DESTINATION, "
+                f"r.{KEY} AS ROW_KEY, r.{ROW_HASH} AS ROW_HASH {delivered}",
+                on=["SYNC", "DESTINATION", "ROW_KEY"],
+                update={"ROW_HASH": "d.ROW_HASH", "SYNCED_AT": "CURRENT_TIMESTAMP", "KEY_FORMAT": str(KEY_FORMAT)},
+                insert={
+                    "SYNC": "d.SYNC",
+                    "DESTINATION": "d.DESTINATION",
+                    "ROW_KEY": "d.ROW_KEY",
+                    "ROW_HASH": "d.ROW_HASH",
+                    "SYNCED_AT": "CURRENT_TIMESTAMP",
+                    "KEY_FORMAT": str(KEY_FORMAT),
+                },
+            )
         )
         if isinstance(sync, TrackSync) and sync.cursor:
             self._advance_cursor(sync, destination, sync.cursor, run_id)
@@ -294,17 +304,21 @@ class WarehouseState:
     def _advance_cursor(self, sync: TrackSync, destination: str, cursor: str, run_id: str) -> None:
         """Move the watermark to the newest delivered event, but never past an undelivered one.
 
-        Watermarks are appended per run; the table is created by ``CREATE TABLE AS`` so it keeps the
+        Watermarks are appended per run; the table is created from a query (once) so it keeps the
         cursor column's own type, whatever it is, in every dialect.
         """
         d = self.dialect
         run_table = self.run_table(sync.name)
         cursor_table = self.cursor_table(sync.name, destination)
         column = self.column(cursor, self.warehouse.describe(f"SELECT * FROM {run_table}"), sync.name, "cursor")
-        self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {cursor_table} AS "
-            f"SELECT CAST('' AS VARCHAR) AS RUN_ID, r.{column} AS WATERMARK FROM {run_table} AS r WHERE 1 = 0"
-        )
+        if not self._exists(cursor_table):
+            self.warehouse.execute_all(
+                d.create_table_as(
+                    cursor_table,
+                    f"SELECT {d.cast_text(d.literal(''))} AS RUN_ID, r.{column} AS WATERMARK "
+                    f"FROM {run_table} AS r WHERE 1 = 0",
+                )
+            )
         held_back = (
             f"r.{KEY} IS NULL OR r.{KEY_COUNT} > 1 OR r.{KEY} IN (SELECT ROW_KEY FROM {self.rejected_table} "
             f"WHERE SYNC = {d.literal(sync.name)} AND RUN_ID = {d.literal(run_id)})"
@@ -322,12 +336,7 @@ class WarehouseState:
 
     def _exists(self, table: str) -> bool:
         schema, name = table.split(".")
-        rows = self.warehouse.query(
-            "SELECT COUNT(*) FROM information_schema.tables "
-            f"WHERE UPPER(table_schema) = {self.dialect.literal(schema.upper())} "
-            f"AND UPPER(table_name) = {self.dialect.literal(name.upper())}"
-        )
-        return bool(rows[0][0])
+        return bool(self.warehouse.query(self.dialect.table_exists(schema, name)))
 
     def column(self, column: str, columns: list[ModelColumn], sync_name: str, field: str) -> str:
         """A configured column quoted as the warehouse spells it (the mapper's lookup: exact, else
