@@ -21,8 +21,18 @@ venv: $(STAMP) ## Create the project's virtualenv with pinned dependencies
 run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local capture endpoint)
 	$(BIN)/segsync demo
 
-test: $(STAMP) ## Run the whole test suite (unit, integration, e2e)
+test: $(STAMP) postgres-server ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest
+
+# The PostgreSQL tests (and Redshift's SQL) run against a real server the fixtures start from Debian's
+# binaries, as the postgres user in a temporary directory; a fresh machine gets the binaries here.
+postgres-server: ## Install PostgreSQL's server binaries if missing (Debian's postgresql package)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "the tests need PostgreSQL's server binaries: sudo apt-get install postgresql" >&2; exit 1; \
+		fi; }
 
 bench: $(STAMP) ## Benchmark sender (vs the official library), planner, incremental, end to end, cost (~5 min)
 	$(BIN)/python -m bench
@@ -51,7 +61,7 @@ lock: $(STAMP) ## Re-resolve the Lambda layer's lock (layers/deps/requirements.t
 
 pr: lint test validate ## Every check a change must pass before it lands
 
-.PHONY: help venv run test bench schema lint lock pr
+.PHONY: help venv run test postgres-server bench schema lint lock pr
 
 include make/aws.mk
 include make/dbt.mk
