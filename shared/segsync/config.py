@@ -111,6 +111,9 @@ class RedshiftConnection(Model):
     db_user: str | None = Field(default=None, description="a provisioned cluster's user for IAM temporary credentials")
     secret_arn: str | None = Field(default=None, description="a Secrets Manager secret holding username and password")
     region: str | None = Field(default=None, description="the cluster's region (default: the planner's)")
+    endpoint_url: str | None = Field(
+        default=None, description="another Data API endpoint (a VPC interface endpoint's URL); default: AWS's"
+    )
     state_schema: str = "SEGSYNC"
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ message passes Segment's rules. ``preview``, ``runs`` and ``rejected`` read the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ import yaml
 
 from segsync.cli import main
 from segsync.local.capture import read_captured
+from segsync.warehouse import redshift as redshift_adapter
+from tests.redshift_data_api import DataApi
 from tests.segment_spec import problems
 
 CUSTOMERS = 500
@@ -52,6 +54,18 @@ def postgres(postgres_server, postgres_connection) -> Warehouse:
         f"FROM generate_series(1, {CUSTOMERS}) AS i; GRANT SELECT ON customers TO segsync"
     )
     return Warehouse(postgres_connection.model_dump(by_alias=True, exclude_none=True), admin, "customers")
+
+
+@pytest.fixture
+def redshift(postgres, postgres_server, monkeypatch) -> Iterator[Warehouse]:
+    """The same customers, read through the Redshift adapter and the Data API's protocol (its SQL run by
+    the real PostgreSQL server: see tests/redshift_data_api.py)."""
+    monkeypatch.setattr(redshift_adapter, "FIRST_POLL_S", 0.001)
+    with DataApi(postgres_server) as api:
+        connection = {"type": "redshift", "cluster_identifier": "analytics", "database":
+                      postgres.connection["database"], "db_user": "segsync", "region": "us-east-1",
+                      "endpoint_url": api.url}  # fmt: skip
+        yield Warehouse(connection, postgres.admin, "customers")
 
 
 def _project(tmp_path: Path, warehouse: Warehouse, endpoint: str) -> Path:
@@ -128,6 +142,10 @@ def _scenario(warehouse: Warehouse, tmp_path: Path, capture, capsys, monkeypatch
 
 def test_postgres_syncs_only_what_changed(postgres, tmp_path, capture, capsys, monkeypatch):
     _scenario(postgres, tmp_path, capture, capsys, monkeypatch)
+
+
+def test_redshift_syncs_only_what_changed(redshift, tmp_path, capture, capsys, monkeypatch):
+    _scenario(redshift, tmp_path, capture, capsys, monkeypatch)
 
 
 def test_a_failing_model_names_the_sync_in_one_line(postgres, tmp_path, capture, capsys, monkeypatch):
