@@ -21,7 +21,18 @@ venv: $(STAMP) ## Create the project's virtualenv with pinned dependencies
 run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local capture endpoint)
 	$(BIN)/segsync demo
 
-test: $(STAMP) postgres-server ## Run the whole test suite (unit, integration, e2e)
+# The BigQuery tests run against bqemulator (BigQuery's REST API on DuckDB), in a virtualenv of its own:
+# its duckdb and sqlglot pins are not fakesnow's. tests/emulators/README.md says what it covers.
+BQ_VENV := .venv-bq
+BQ_STAMP := $(BQ_VENV)/.installed
+
+$(BQ_STAMP): Makefile
+	$(PYTHON) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/pip install --quiet --upgrade pip
+	$(BQ_VENV)/bin/pip install --quiet bqemulator==1.4.0 duckdb==2.0.1 numpy==2.4.6
+	touch $(BQ_STAMP)
+
+test: $(STAMP) postgres-server $(BQ_STAMP) ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest
 
 # The PostgreSQL tests (and Redshift's SQL) run against a real server the fixtures start from Debian's

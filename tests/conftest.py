@@ -13,11 +13,12 @@ import yaml
 from aws_lambda_powertools.utilities import parameters
 
 from segsync import handlers, settings
-from segsync.config import PostgresConnection
+from segsync.config import BigQueryConnection, PostgresConnection
 from segsync.local.capture import CaptureServer
 from segsync.local.demo import build_warehouse
 from segsync.observability import metrics
 
+from . import bigquery_emulator as bq
 from . import postgres_server as pg
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -103,4 +104,45 @@ def postgres_connection(
     return PostgresConnection.model_validate(
         {"type": "postgres", "host": postgres_server.host, "port": postgres_server.port, "database": database,
          "user": pg.USER, "sslmode": "disable", "credentials": {"env": "POSTGRES_CREDENTIALS"}}
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bq.Emulator]:
+    """bqemulator for the whole session (a few seconds to start), stopped at its end."""
+    try:
+        emulator = bq.start(tmp_path_factory.mktemp("bqemulator") / "log")
+    except RuntimeError as exc:
+        pytest.fail(f"no BigQuery emulator could be started: {exc}")
+    yield emulator
+    bq.stop(emulator)
+
+
+@pytest.fixture(scope="session")
+def bigquery_tokens() -> Iterator[bq.TokenEndpoint]:
+    endpoint = bq.TokenEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture
+def bigquery_connection(
+    bigquery_emulator: bq.Emulator, bigquery_tokens: bq.TokenEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> BigQueryConnection:
+    """segsync's connection to the emulator, as a service account whose key is in the environment; the
+    bookkeeping dataset (SEGSYNC) and the models' (MODELS) start empty."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    admin = bigquery.Client(project=bq.PROJECT, credentials=AnonymousCredentials(),
+                            client_options=ClientOptions(api_endpoint=bigquery_emulator.url))  # fmt: skip
+    for dataset in ("SEGSYNC", "MODELS"):
+        admin.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    admin.create_dataset("MODELS")
+    admin.close()
+    monkeypatch.setenv("BIGQUERY_CREDENTIALS", bigquery_tokens.service_account())
+    return BigQueryConnection.model_validate(
+        {"type": "bigquery", "project": bq.PROJECT, "location": "US", "api_endpoint": bigquery_emulator.url,
+         "credentials": {"env": "BIGQUERY_CREDENTIALS"}}
     )  # fmt: skip

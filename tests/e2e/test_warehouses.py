@@ -68,6 +68,29 @@ def redshift(postgres, postgres_server, monkeypatch) -> Iterator[Warehouse]:
         yield Warehouse(connection, postgres.admin, "customers")
 
 
+@pytest.fixture
+def bigquery(bigquery_emulator, bigquery_connection) -> Warehouse:
+    """The customers in bqemulator's MODELS dataset, read as a service account (see tests/bigquery_emulator.py)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery as bq
+
+    client = bq.Client(project=bigquery_connection.project, credentials=AnonymousCredentials(),
+                       client_options=ClientOptions(api_endpoint=bigquery_emulator.url))  # fmt: skip
+
+    def admin(sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row.values()) for row in client.query(sql).result()]
+
+    admin(
+        "CREATE TABLE MODELS.customers AS SELECT CONCAT('cus_', LPAD(CAST(i AS STRING), 6, '0')) AS customer_id, "
+        "CONCAT('c', CAST(i AS STRING), '@example.com') AS email, "
+        "CAST(MOD(i, 97) AS NUMERIC) + NUMERIC '0.25' AS lifetime_value, "
+        "TIMESTAMP_ADD(TIMESTAMP '2024-03-01 12:00:00.123456+02', INTERVAL i MINUTE) AS signed_up_at "
+        f"FROM UNNEST(GENERATE_ARRAY(1, {CUSTOMERS})) AS i"
+    )
+    return Warehouse(bigquery_connection.model_dump(by_alias=True, exclude_none=True), admin, "MODELS.customers")
+
+
 def _project(tmp_path: Path, warehouse: Warehouse, endpoint: str) -> Path:
     project = {
         "version": 1,
@@ -146,6 +169,10 @@ def test_postgres_syncs_only_what_changed(postgres, tmp_path, capture, capsys, m
 
 def test_redshift_syncs_only_what_changed(redshift, tmp_path, capture, capsys, monkeypatch):
     _scenario(redshift, tmp_path, capture, capsys, monkeypatch)
+
+
+def test_bigquery_syncs_only_what_changed(bigquery, tmp_path, capture, capsys, monkeypatch):
+    _scenario(bigquery, tmp_path, capture, capsys, monkeypatch)
 
 
 def test_a_failing_model_names_the_sync_in_one_line(postgres, tmp_path, capture, capsys, monkeypatch):
