@@ -32,7 +32,18 @@ $(BQ_STAMP): Makefile
 	$(BQ_VENV)/bin/pip install --quiet bqemulator==1.4.0 duckdb==2.0.1 numpy==2.4.6
 	touch $(BQ_STAMP)
 
-test: $(STAMP) postgres-server $(BQ_STAMP) ## Run the whole test suite (unit, integration, e2e)
+# The Databricks dialect's SQL runs on a local Spark (pyspark 4, Java 17) behind a loopback copy of the SQL
+# Statement Execution API, in a virtualenv of its own (pyspark alone is ~500 MB: not in the dev venv).
+SPARK_VENV := .venv-spark
+SPARK_STAMP := $(SPARK_VENV)/.installed
+
+$(SPARK_STAMP): Makefile
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/pip install --quiet --upgrade pip
+	$(SPARK_VENV)/bin/pip install --quiet pyspark==4.3.0
+	touch $(SPARK_STAMP)
+
+test: $(STAMP) postgres-server $(BQ_STAMP) $(SPARK_STAMP) ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest
 
 # The PostgreSQL tests (and Redshift's SQL) run against a real server the fixtures start from Debian's

@@ -13,12 +13,13 @@ import yaml
 from aws_lambda_powertools.utilities import parameters
 
 from segsync import handlers, settings
-from segsync.config import BigQueryConnection, PostgresConnection
+from segsync.config import BigQueryConnection, DatabricksConnection, PostgresConnection
 from segsync.local.capture import CaptureServer
 from segsync.local.demo import build_warehouse
 from segsync.observability import metrics
 
 from . import bigquery_emulator as bq
+from . import databricks_emulator as dbx
 from . import postgres_server as pg
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -145,4 +146,24 @@ def bigquery_connection(
     return BigQueryConnection.model_validate(
         {"type": "bigquery", "project": bq.PROJECT, "location": "US", "api_endpoint": bigquery_emulator.url,
          "credentials": {"env": "BIGQUERY_CREDENTIALS"}}
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dbx.Emulator]:
+    """The SQL Statement Execution API on a local Spark for the whole session (Spark takes ~15 s to start)."""
+    try:
+        emulator = dbx.start(tmp_path_factory.mktemp("spark"))
+    except RuntimeError as exc:
+        pytest.fail(f"no Databricks emulator could be started: {exc}")
+    yield emulator
+    dbx.stop(emulator)
+
+
+@pytest.fixture
+def databricks_connection(databricks_emulator: dbx.Emulator, monkeypatch: pytest.MonkeyPatch) -> DatabricksConnection:
+    monkeypatch.setenv("DATABRICKS_CREDENTIALS", json.dumps({"token": dbx.TOKEN}))
+    return DatabricksConnection.model_validate(
+        {"type": "databricks", "server_hostname": databricks_emulator.url, "http_path": dbx.HTTP_PATH,
+         "credentials": {"env": "DATABRICKS_CREDENTIALS"}}
     )  # fmt: skip

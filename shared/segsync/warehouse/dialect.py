@@ -399,8 +399,9 @@ class DatabricksDialect(Dialect):
         if kind is Kind.DECIMAL:
             return self.trim_fraction(self.cast_text(expr))
         if kind is Kind.FLOAT:
+            # Spark's TRUNC truncates dates only: a float is integral when it equals its FLOOR.
             return (
-                f"CASE WHEN {expr} = TRUNC({expr}) AND ABS({expr}) < {FLOAT_EXACT_INTEGERS} "
+                f"CASE WHEN {expr} = FLOOR({expr}) AND ABS({expr}) < {FLOAT_EXACT_INTEGERS} "
                 f"THEN CAST(CAST({expr} AS BIGINT) AS STRING) ELSE CAST({expr} AS STRING) END"
             )
         if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_TZ):
