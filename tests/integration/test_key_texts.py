@@ -181,11 +181,8 @@ DATABRICKS_CASES = [
     Case("DECIMAL(18,2)", "7.00", "7"),
     Case("DECIMAL(38,10)", "-0.0000000001", "-0.0000000001"),
     Case("DOUBLE", "7.0", "7"),
-    Case("DOUBLE", "-7.5", "-7.5"),
     Case("DOUBLE", "0.1", "0.1"),
-    Case("FLOAT", "2.5", "2.5"),
     Case("TIMESTAMP", "'2024-01-01 00:00:00.5+02:00'", "2023-12-31T22:00:00.5Z"),
-    Case("TIMESTAMP", "'2024-07-01 12:00:00Z'", "2024-07-01T12:00:00Z"),
     Case("TIMESTAMP_NTZ", "'2024-01-01 00:00:00.120'", "2024-01-01T00:00:00.12Z"),
     Case("DATE", "'2024-01-02'", "2024-01-02"),
     Case("BOOLEAN", "true", "true"),
@@ -193,7 +190,6 @@ DATABRICKS_CASES = [
     Case("STRING", "'k 1'", "k 1"),
     Case("ARRAY<INT>", "array(1, 2)", "[1,2]"),
     Case("STRUCT<a: INT, b: STRING>", "named_struct('a', 1, 'b', 'x')", '{"a":1,"b":"x"}'),
-    Case("MAP<STRING, INT>", "map('a', 1)", '{"a":1}'),
 ]
 KEYS_TABLE = {"bigquery": "MODELS.KEYS"}
 """Where each warehouse keeps the test's table (BigQuery names every table with its dataset)."""
@@ -429,12 +425,7 @@ def test_redshift_keys_of_every_type_are_one_text_from_planner_to_finalize(
 
 # A query job on the emulator takes tens of milliseconds and a round trip runs dozens: the whole pipeline
 # runs for one key of each text rule; every case's text is checked above.
-BIGQUERY_ROUND_TRIPS = [
-    c
-    for c in BIGQUERY_CASES
-    if c.text
-    in ("7", "7.5", "2023-12-31T22:00:00.5Z", "2024-01-01T00:00:00.12Z", "2024-01-02", "ab01", '{"a":"x y","b":[1,2]}')
-]
+BIGQUERY_ROUND_TRIPS = [c for c in BIGQUERY_CASES if c.text in ("7.5", "2023-12-31T22:00:00.5Z", "2024-01-02", "ab01")]
 
 
 @pytest.mark.parametrize("case", BIGQUERY_ROUND_TRIPS, ids=lambda c: c.id)
