@@ -26,10 +26,10 @@ run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local captu
 BQ_VENV := .venv-bq
 BQ_STAMP := $(BQ_VENV)/.installed
 
-$(BQ_STAMP): Makefile
+$(BQ_STAMP): tests/emulators/requirements-bigquery.txt
 	$(PYTHON) -m venv $(BQ_VENV)
 	$(BQ_VENV)/bin/pip install --quiet --upgrade pip
-	$(BQ_VENV)/bin/pip install --quiet bqemulator==1.4.0 duckdb==2.0.1 numpy==2.4.6
+	$(BQ_VENV)/bin/pip install --quiet -r tests/emulators/requirements-bigquery.txt
 	touch $(BQ_STAMP)
 
 # The Databricks dialect's SQL runs on a local Spark (pyspark 4, Java 17) behind a loopback copy of the SQL
@@ -37,10 +37,17 @@ $(BQ_STAMP): Makefile
 SPARK_VENV := .venv-spark
 SPARK_STAMP := $(SPARK_VENV)/.installed
 
-$(SPARK_STAMP): Makefile
+$(SPARK_STAMP): tests/emulators/requirements-spark.txt
+	@command -v java >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+		else \
+			echo "the Databricks tests run Spark, which needs Java 17: sudo apt-get install openjdk-17-jre-headless" >&2; \
+			exit 1; \
+		fi; }
 	$(PYTHON) -m venv $(SPARK_VENV)
 	$(SPARK_VENV)/bin/pip install --quiet --upgrade pip
-	$(SPARK_VENV)/bin/pip install --quiet pyspark==4.3.0
+	$(SPARK_VENV)/bin/pip install --quiet -r tests/emulators/requirements-spark.txt
 	touch $(SPARK_STAMP)
 
 test: $(STAMP) postgres-server $(BQ_STAMP) $(SPARK_STAMP) ## Run the whole test suite (unit, integration, e2e)
