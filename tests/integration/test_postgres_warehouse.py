@@ -161,6 +161,19 @@ def test_a_role_that_may_not_create_the_schema_is_told_the_grant_it_needs(custom
     assert f'GRANT CREATE ON DATABASE "{customers.database}" TO "segsync"' in message
 
 
+def test_a_schema_an_owner_created_for_segsync_needs_no_create_on_the_database(customers, postgres_server):
+    # Given the fix the error above suggests: no CREATE on the database, the schema made for segsync
+    with psycopg.connect(postgres_server.admin_dsn(), autocommit=True) as admin:
+        admin.execute(f'REVOKE CREATE ON DATABASE "{customers.database}" FROM segsync')
+    with psycopg.connect(postgres_server.admin_dsn(customers.database), autocommit=True) as admin:
+        admin.execute('CREATE SCHEMA SEGSYNC AUTHORIZATION "segsync"')
+
+    # When segsync ensures its bookkeeping schema, Then its tables are created there
+    with PostgresWarehouse(customers) as warehouse:
+        WarehouseState(warehouse, "SEGSYNC").ensure()
+        assert warehouse.query("SELECT COUNT(*) FROM SEGSYNC.SCHEMA_VERSION") == [(1,)]
+
+
 def test_a_wrong_password_names_the_connection_and_never_the_password(postgres_connection, monkeypatch):
     # Given credentials holding a wrong password
     monkeypatch.setenv("POSTGRES_CREDENTIALS", json.dumps({"password": "not-the-password"}))

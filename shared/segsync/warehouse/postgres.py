@@ -148,7 +148,11 @@ class PostgresWarehouse(Warehouse):
             raise WarehouseError(_reason(exc)) from None
 
     def ensure_schema(self, schema: str) -> None:
-        # Unquoted, as every bookkeeping statement names it: PostgreSQL folds SEGSYNC to segsync.
+        # Unquoted, as every bookkeeping statement names it: PostgreSQL folds SEGSYNC to segsync. CREATE
+        # SCHEMA IF NOT EXISTS checks the database's CREATE privilege even when the schema exists, so a
+        # schema an owner made for segsync is looked up first.
+        if self.query(f"SELECT 1 FROM pg_namespace WHERE nspname = {self.dialect.literal(schema.lower())}"):
+            return
         try:
             with self._con.cursor() as cursor:
                 cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

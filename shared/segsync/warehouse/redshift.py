@@ -146,6 +146,9 @@ class RedshiftWarehouse(Warehouse):
             self._run(sql, parameters)
 
     def ensure_schema(self, schema: str) -> None:
+        # As on PostgreSQL: a schema an owner made for segsync is found without the database's CREATE privilege.
+        if self.query(f"SELECT 1 FROM pg_namespace WHERE nspname = {self.dialect.literal(schema.lower())}"):
+            return
         try:
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         except WarehouseError as exc:
