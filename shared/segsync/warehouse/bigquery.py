@@ -123,6 +123,14 @@ class BigQueryWarehouse(Warehouse):
         dataset = bigquery.Dataset(f"{self._connection.project}.{schema}")
         dataset.location = self._connection.location
         try:
+            # A dataset made for segsync is used as it is: creating one needs bigquery.datasets.create.
+            self._client.get_dataset(dataset.reference)
+            return
+        except google_errors.NotFound:
+            pass
+        except (google_errors.GoogleAPICallError, auth_errors.GoogleAuthError) as exc:
+            raise WarehouseError(self._reason(exc)) from None
+        try:
             self._client.create_dataset(dataset, exists_ok=True)
         except google_errors.Forbidden as exc:
             raise WarehouseError(

@@ -130,6 +130,9 @@ class DatabricksWarehouse(Warehouse):
             self._run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(values)}", parameters=parameters)
 
     def ensure_schema(self, schema: str) -> None:
+        # A schema made for segsync is used as it is: creating needs CREATE SCHEMA on the catalog.
+        if self.query(f"SHOW SCHEMAS LIKE {self.dialect.literal(schema.lower())}"):
+            return
         try:
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         except WarehouseError as exc:
