@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection
+from segsync.config import WAREHOUSE_CONNECTIONS, AnyWarehouseConnection, SegmentConnection
 from segsync.dispatch import Dispatcher, Invoke
 from segsync.endpoints import SenderPolicy
 from segsync.errors import ConfigError, SegsyncError
@@ -126,12 +126,12 @@ def _self_invoker(settings: PlannerSettings) -> Invoke:
     return invoke
 
 
-def _resolve(store: SyncStore, name: str) -> tuple[Any, DuckDBConnection | SnowflakeConnection, SegmentConnection]:
+def _resolve(store: SyncStore, name: str) -> tuple[Any, AnyWarehouseConnection, SegmentConnection]:
     """A sync item and its connections, validated; ConfigError names what is wrong."""
     sync = store.sync(name)
     source = store.connection(sync.source)
     destination = store.connection(sync.destination)
-    if not isinstance(source, DuckDBConnection | SnowflakeConnection):
+    if not isinstance(source, WAREHOUSE_CONNECTIONS):
         raise ConfigError(f"sync '{name}': source '{sync.source}' is not a warehouse connection")
     if not isinstance(destination, SegmentConnection):
         raise ConfigError(f"sync '{name}': destination '{sync.destination}' is not a segment connection")
