@@ -52,8 +52,9 @@ class PlannerEvent(BaseModel):
     sync: str | None = None
     full_resync: bool = False
     trigger: str = "schedule"
-    run_id: str | None = Field(default=None, pattern=r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-    """The id a caller chose for a one-sync run so it can follow it (``segsync run --wait``)."""
+    run_id: str | None = Field(default=None, pattern=r"^\d{8}T\d{6}(\d{3})?Z-[0-9a-f]{6}$")
+    """The id a caller chose for a one-sync run so it can follow it (``segsync run --wait``); ids made
+    before they carried milliseconds are accepted too."""
     dbt_models: list[str] | None = None
     """Models a dbt job just built: start the enabled syncs that read them (``segsync.webhook``)."""
 
