@@ -178,10 +178,19 @@ def test_on_removal_clear_sends_one_identify_with_null_traits_per_removed_key(tm
     assert back["new"] == 1 and again["traits"] == {"plan": "pro", "seats": 60, "source": "warehouse"}
 
 
-def test_an_emptied_table_sends_no_removals_and_the_run_fails_with_the_reason(tmp_path, warehouse, capture, capsys):
+def test_a_failing_or_emptied_model_sends_no_removals_and_the_run_fails_with_the_reason(
+    tmp_path, warehouse, capture, capsys
+):
     # Given a delivered changes sync
     project = _project(tmp_path, warehouse, capture, TRIALS)
     assert _run(project, capsys)[1]["sent"] == 100
+
+    # When the model fails (its table is gone for a while), Then the run fails, sending and forgetting nothing
+    _execute(warehouse, "ALTER TABLE members RENAME TO members_reloading")
+    code, run = _run(project, capsys)
+    assert code == 1 and run["status"] == "failed" and run["sent"] == 0 and "members" in run["error"]
+    assert len(read_captured(capture.out_path)) == 100 and len(_state_keys(warehouse, "trials")) == 100
+    _execute(warehouse, "ALTER TABLE members_reloading RENAME TO members")
 
     # When the table is emptied (a failed load, an outage upstream) and the sync runs
     _execute(warehouse, "DELETE FROM members")
