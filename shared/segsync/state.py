@@ -340,9 +340,11 @@ class WarehouseState:
         if not keeps_values(sync):
             return
         d = self.dialect
+        # Qualified: the source below names its own columns ROW_KEY and ROW_VALUES, and an engine that resolves
+        # select-list aliases (fakesnow's rewriting, DuckDB) could bind a bare name to them.
         missing = (
-            f"SELECT ROW_KEY FROM {self.state_table} WHERE SYNC = {d.literal(sync.name)} "
-            f"AND DESTINATION = {d.literal(destination)} AND ROW_VALUES IS NULL"
+            f"SELECT v.ROW_KEY FROM {self.state_table} AS v WHERE v.SYNC = {d.literal(sync.name)} "
+            f"AND v.DESTINATION = {d.literal(destination)} AND v.ROW_VALUES IS NULL"
         )
         if not self.warehouse.query(f"SELECT COUNT(*) FROM ({missing}) AS m")[0][0]:
             return

@@ -164,10 +164,20 @@ def test_removed_keys_are_rows_of_the_run_carry_their_last_values_and_leave_stat
     kept = _state(warehouse)
     assert kept["u2"] == {"user_id": "u2", "plan": "free", "seats": "2", "renews_on": "2026-01-02T12:00:00.5Z"}
 
-    # When two members leave and one changes, and the next run diffs
+    # When two members leave and one changes, u5 was delivered before values were kept, and the next run diffs
     members.admin(f"DELETE FROM {members.table} WHERE user_id IN ('u2', 'u4')")
     members.admin(f"UPDATE {members.table} SET plan = 'pro' WHERE user_id = 'u3'")
+    warehouse.execute("UPDATE SEGSYNC.SYNC_STATE SET ROW_VALUES = NULL WHERE ROW_KEY = 'u5'")
     second, rows = _plan(state, "run-2", sync)
+    state.keep_values(sync, "run-2", DESTINATION)
+
+    # Then unchanged u5 gets its values from the model (the same hash: the values it was delivered with)
+    assert _state(warehouse)["u5"] == {
+        "user_id": "u5",
+        "plan": "free",
+        "seats": "5",
+        "renews_on": "2026-01-05T12:00:00.5Z",
+    }
 
     # Then the removed keys are rows of the run, with the values last delivered read back as the driver gives them
     assert (second.source_rows, second.changed, second.removed, second.delivered) == (3, 1, 2, 5)
