@@ -74,8 +74,8 @@ schema: $(STAMP) ## Regenerate schema/segsync.schema.json (the project file's JS
 	$(BIN)/segsync schema --out schema/segsync.schema.json
 
 lint: $(STAMP) ## Lint and format-check the code (fails on findings)
-	$(BIN)/ruff check shared functions tests bench
-	$(BIN)/ruff format --check shared functions tests bench
+	$(BIN)/ruff check shared functions tests bench docs/hooks
+	$(BIN)/ruff format --check shared functions tests bench docs/hooks
 
 # The Lambda layer's lock: the whole dependency tree of layers/deps/requirements.in, resolved for the
 # functions' runtime (Python 3.12 on arm64, whatever this machine is), each package with the hashes of
