@@ -1,15 +1,17 @@
 """One text per key, whatever its type, in every warehouse: state, chunks, userIds, rejections, commit.
 
-The same table of key types runs against DuckDB (a real file, its session in a time zone far from UTC)
-and against Snowflake's dialect through the real connector and fakesnow. Each case checks the key text
-the warehouse writes, then runs it through the planner, the sender (to a loopback endpoint) and
-commit: the delivered user's userId and state key are that text; a row the sender rejects is recorded
-under that text, stays out of state, and is due again on the next run.
+A table of key types per warehouse, each on the most real engine that runs here (a DuckDB file in a time
+zone far from UTC, Snowflake's dialect through the real connector and fakesnow, a real PostgreSQL server,
+Redshift's SQL over a loopback Data API on it, bqemulator, a local Spark). Each case checks the key text
+the warehouse writes. One case of each text shape then runs through the planner, the sender (to a
+loopback endpoint) and the commit: the delivered user's userId and state key are that text; a row the
+sender rejects is recorded under that text, stays out of state, and is due again on the next run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -320,10 +322,39 @@ def test_bigquery_writes_each_key_type_as_its_canonical_text(bigquery_warehouse,
     assert _key_text(bigquery_warehouse, case) == case.text
 
 
-@pytest.mark.parametrize("case", DATABRICKS_CASES, ids=lambda c: c.id)
-def test_databricks_writes_each_key_type_as_its_canonical_text(databricks_warehouse, case):
-    # Given a key of this type, When the warehouse writes its text, Then it is the canonical one
-    assert _key_text(databricks_warehouse, case) == case.text
+def test_databricks_writes_each_key_type_as_its_canonical_text(databricks_warehouse):
+    # Given one row with a column of each key type (Spark takes seconds per statement: one table for all)
+    d = databricks_warehouse.dialect
+    columns = ", ".join(f"CAST({case.value} AS {case.type}) AS K{i}" for i, case in enumerate(DATABRICKS_CASES))
+    databricks_warehouse.execute_all(["DROP TABLE IF EXISTS KEYS", f"CREATE TABLE KEYS AS SELECT {columns}"])
+
+    # When the warehouse writes each column's text as it writes a key's
+    described = WarehouseState(databricks_warehouse, "SEGSYNC").model_columns("SELECT * FROM KEYS")
+    texts = ", ".join(d.text(d.quote(c.name), c.kind) for c in described)
+    [row] = [row for batch in databricks_warehouse.stream(f"SELECT {texts} FROM KEYS", 10) for row in batch.rows]
+
+    # Then each is its type's canonical text
+    assert dict(zip((c.id for c in DATABRICKS_CASES), row, strict=True)) == {c.id: c.text for c in DATABRICKS_CASES}
+
+
+SHAPES = (
+    ("nested", re.compile(r"^[\[{]")),
+    ("instant", re.compile(r"^\d{4}-\d\d-\d\dT.*Z$")),
+    ("date", re.compile(r"^\d{4}-\d\d-\d\d$")),
+    ("integer", re.compile(r"^-?\d+$")),
+    ("decimal", re.compile(r"^-?\d+\.\d+$")),
+)
+
+
+def round_trips(cases: list[Case]) -> list[Case]:
+    """The longest text of each shape (nested, instant, date, integer, decimal, other): a run costs a second
+    or more, and the pipeline carries a text whatever made it; every case's text is checked above."""
+    longest: dict[str, Case] = {}
+    for case in cases:
+        shape = next((name for name, pattern in SHAPES if pattern.match(case.text)), "other")
+        if shape not in longest or len(case.text) > len(longest[shape].text):
+            longest[shape] = case
+    return list(longest.values())
 
 
 class Pipeline:
@@ -389,48 +420,45 @@ def _round_trip(stack, warehouse: Warehouse, case: Case, capture: CaptureServer,
     assert pipeline.state_keys(events) == [] and pipeline.due(events) == 1
 
 
-@pytest.mark.parametrize("case", DUCKDB_CASES, ids=lambda c: c.id)
-def test_duckdb_keys_of_every_type_are_one_text_from_planner_to_commit(
+ROUND_TRIPS = {
+    "duckdb": round_trips(DUCKDB_CASES),
+    "snowflake": round_trips(SNOWFLAKE_CASES),
+    "postgres": round_trips(POSTGRES_CASES),
+    "redshift": round_trips(REDSHIFT_CASES),
+    "bigquery": round_trips(BIGQUERY_CASES),
+}
+
+
+@pytest.mark.parametrize("case", ROUND_TRIPS["duckdb"], ids=lambda c: c.id)
+def test_duckdb_keys_of_each_shape_are_one_text_from_planner_to_commit(
     stack, duckdb_warehouse, case, capture, monkeypatch
 ):
     _round_trip(stack, duckdb_warehouse, case, capture, monkeypatch)
 
 
-@pytest.mark.parametrize("case", SNOWFLAKE_CASES, ids=lambda c: c.id)
-def test_snowflake_keys_of_every_type_are_one_text_from_planner_to_commit(
+@pytest.mark.parametrize("case", ROUND_TRIPS["snowflake"], ids=lambda c: c.id)
+def test_snowflake_keys_of_each_shape_are_one_text_from_planner_to_commit(
     stack, snowflake_warehouse, case, capture, monkeypatch
 ):
     _round_trip(stack, snowflake_warehouse, case, capture, monkeypatch)
 
 
-@pytest.mark.parametrize("case", POSTGRES_CASES, ids=lambda c: c.id)
-def test_postgres_keys_of_every_type_are_one_text_from_planner_to_commit(
+@pytest.mark.parametrize("case", ROUND_TRIPS["postgres"], ids=lambda c: c.id)
+def test_postgres_keys_of_each_shape_are_one_text_from_planner_to_commit(
     stack, postgres_warehouse, case, capture, monkeypatch
 ):
     _round_trip(stack, postgres_warehouse, case, capture, monkeypatch)
 
 
-# Each statement is a Data API round trip (execute, describe, results): the whole pipeline runs for one
-# key of each text rule; every case's text is checked above.
-REDSHIFT_ROUND_TRIPS = [c for c in REDSHIFT_CASES if c.type in ("BIGINT", "TIMESTAMPTZ", "DATE")] + [
-    c for c in REDSHIFT_CASES if c.text in ("7.5", "0.3")
-]
-
-
-@pytest.mark.parametrize("case", REDSHIFT_ROUND_TRIPS, ids=lambda c: c.id)
-def test_redshift_keys_of_every_type_are_one_text_from_planner_to_commit(
+@pytest.mark.parametrize("case", ROUND_TRIPS["redshift"], ids=lambda c: c.id)
+def test_redshift_keys_of_each_shape_are_one_text_from_planner_to_commit(
     stack, redshift_warehouse, case, capture, monkeypatch
 ):
     _round_trip(stack, redshift_warehouse, case, capture, monkeypatch)
 
 
-# A query job on the emulator takes tens of milliseconds and a round trip runs dozens: the whole pipeline
-# runs for one key of each text rule; every case's text is checked above.
-BIGQUERY_ROUND_TRIPS = [c for c in BIGQUERY_CASES if c.text in ("7.5", "2023-12-31T22:00:00.5Z", "2024-01-02", "ab01")]
-
-
-@pytest.mark.parametrize("case", BIGQUERY_ROUND_TRIPS, ids=lambda c: c.id)
-def test_bigquery_keys_of_every_type_are_one_text_from_planner_to_commit(
+@pytest.mark.parametrize("case", ROUND_TRIPS["bigquery"], ids=lambda c: c.id)
+def test_bigquery_keys_of_each_shape_are_one_text_from_planner_to_commit(
     stack, bigquery_warehouse, case, capture, monkeypatch
 ):
     _round_trip(stack, bigquery_warehouse, case, capture, monkeypatch)
