@@ -66,16 +66,16 @@ postgres-server: ## Install PostgreSQL's server binaries if missing (Debian's po
 bench: $(STAMP) ## Benchmark sender (vs the official library), planner, incremental, end to end, cost (~5 min)
 	$(BIN)/python -m bench
 
-faults: $(STAMP) ## Run the fault-injection suite and print its figures (sent, received, duplicates, lost)
-	SEGSYNC_FAULTS_TABLE=$(VENV)/faults.md $(BIN)/pytest -q tests/e2e/test_faults.py
-	@cat $(VENV)/faults.md
+faults: $(STAMP) ## Run the fault-injection suite; write its figures into docs/faults.md and print them
+	SEGSYNC_FAULTS_TABLE=docs/faults.md $(BIN)/pytest -q tests/e2e/test_faults.py
+	@sed -n '/faults-table:start/,/faults-table:end/p' docs/faults.md
 
 schema: $(STAMP) ## Regenerate schema/segsync.schema.json (the project file's JSON Schema) from the models
 	$(BIN)/segsync schema --out schema/segsync.schema.json
 
 lint: $(STAMP) ## Lint and format-check the code (fails on findings)
-	$(BIN)/ruff check shared functions tests bench
-	$(BIN)/ruff format --check shared functions tests bench
+	$(BIN)/ruff check shared functions tests bench docs/hooks
+	$(BIN)/ruff format --check shared functions tests bench docs/hooks
 
 # The Lambda layer's lock: the whole dependency tree of layers/deps/requirements.in, resolved for the
 # functions' runtime (Python 3.12 on arm64, whatever this machine is), each package with the hashes of
@@ -88,9 +88,10 @@ lock: $(STAMP) ## Re-resolve the Lambda layer's lock (layers/deps/requirements.t
 	$(BIN)/uv pip compile $(LOCK_IN) --quiet --generate-hashes --python-version 3.12 \
 		--python-platform aarch64-manylinux_2_28 --custom-compile-command "make lock" --output-file $(LOCK)
 
-pr: lint test validate ## Every check a change must pass before it lands
+pr: lint test validate docs ## Every check a change must pass before it lands
 
 .PHONY: help venv run test postgres-server bench schema lint lock pr
 
 include make/aws.mk
 include make/dbt.mk
+include make/docs.mk

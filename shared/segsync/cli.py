@@ -12,13 +12,18 @@ from segsync.errors import SegsyncError
 COMMANDS = (validate, local, preview, history, aws, serve, dlq, schema)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; user mistakes print one clear line on stderr and exit 2, never a traceback."""
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the docs' tests parse every command the docs show with it."""
     parser = argparse.ArgumentParser(prog="segsync", description="Warehouse-to-Segment syncs.")
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(subparsers)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user mistakes print one clear line on stderr and exit 2, never a traceback."""
+    args = build_parser().parse_args(argv)
     try:
         return args.command(args)
     except SegsyncError as exc:

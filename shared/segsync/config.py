@@ -36,6 +36,15 @@ WRITE_KEY_ENV_PREFIX = "SEGMENT_"
 (AWS_SECRET_ACCESS_KEY and the rest) can never be named as one (see segsync.endpoints)."""
 
 
+# Descriptions that several fields share (they reach the JSON Schema and the docs' project file reference).
+_STATE_SCHEMA_TEXT = "the schema segsync keeps its bookkeeping tables in (created on first use; a plain identifier)"
+_NORMALIZATION_TEXT = "how Sync All Properties names the columns it sends (created_at → createdAt in camelCase)"
+_NULL_VALUES_TEXT = "omit: a null leaves the field out, so it never erases a value downstream; send: sends null"
+_USER_ID_TEXT = "the column holding the userId (give user_id and/or anonymous_id)"
+_ANONYMOUS_ID_TEXT = "the column holding the anonymousId"
+_MAPPINGS_TEXT = "message path → source: any field under the message's object, context or integrations"
+
+
 class Model(BaseModel):
     """Strict base: an unknown field is a typo the user must hear about, not a silent no-op."""
 
@@ -45,8 +54,10 @@ class Model(BaseModel):
 class SecretRef(Model):
     """Where a secret comes from: an environment variable or a Secrets Manager secret (never inline)."""
 
-    env: str | None = None
-    secret: str | None = None
+    env: str | None = Field(default=None, description="an environment variable holding the secret")
+    secret: str | None = Field(
+        default=None, description="a Secrets Manager secret's name (in AWS, under the stack's prefix for its kind)"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
@@ -59,8 +70,8 @@ class DuckDBConnection(Model):
     """The embedded default warehouse: a DuckDB file."""
 
     type: Literal["duckdb"]
-    path: str
-    state_schema: str = "SEGSYNC"
+    path: str = Field(description="the DuckDB file, relative to the project file")
+    state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
     memory_limit: str = Field(
         default="128MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
@@ -72,29 +83,33 @@ class SnowflakeConnection(Model):
     """A Snowflake warehouse; credentials come from Secrets Manager or the environment."""
 
     type: Literal["snowflake"]
-    account: str
-    user: str
-    warehouse: str | None = None
-    database: str | None = None
-    schema_: str | None = Field(default=None, alias="schema")
-    role: str | None = None
-    credentials: SecretRef
-    state_schema: str = "SEGSYNC"
+    account: str = Field(description="the account identifier, e.g. xy12345.eu-west-1 or ORGNAME-ACCOUNTNAME")
+    user: str = Field(description="the user segsync signs in as")
+    warehouse: str | None = Field(
+        default=None, description="the virtual warehouse queries run on (default: the user's)"
+    )
+    database: str | None = Field(default=None, description="the database of the models' unqualified names")
+    schema_: str | None = Field(default=None, alias="schema", description="the schema of the models' unqualified names")
+    role: str | None = Field(default=None, description="the role queries run as (default: the user's)")
+    credentials: SecretRef = Field(
+        description='JSON {"private_key": PEM, "private_key_passphrase": ...} (key pair) or {"password": ...}'
+    )
+    state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
 
 
 class PostgresConnection(Model):
     """A PostgreSQL database; the password comes from Secrets Manager or the environment."""
 
     type: Literal["postgres"]
-    host: str = Field(min_length=1)
-    port: int = Field(default=5432, gt=0, lt=65536)
-    database: str = Field(min_length=1)
-    user: str = Field(min_length=1)
+    host: str = Field(min_length=1, description="the server's host name or address")
+    port: int = Field(default=5432, gt=0, lt=65536, description="the server's port")
+    database: str = Field(min_length=1, description="the database holding the models and the bookkeeping schema")
+    user: str = Field(min_length=1, description="the role segsync signs in as")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer", description="libpq's sslmode: require (or verify-full) across any network you do not own"
     )
     credentials: SecretRef = Field(description='JSON {"password": "..."}, or the password itself')
-    state_schema: str = "SEGSYNC"
+    state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
     connect_timeout: int = Field(default=10, gt=0, description="seconds to wait for the server to answer")
 
 
@@ -107,16 +122,18 @@ class RedshiftConnection(Model):
     """
 
     type: Literal["redshift"]
-    database: str = Field(min_length=1)
-    cluster_identifier: str | None = None
-    workgroup_name: str | None = None
+    database: str = Field(min_length=1, description="the database holding the models and the bookkeeping schema")
+    cluster_identifier: str | None = Field(default=None, description="a provisioned cluster (or workgroup_name)")
+    workgroup_name: str | None = Field(
+        default=None, description="a Redshift Serverless workgroup (or cluster_identifier)"
+    )
     db_user: str | None = Field(default=None, description="a provisioned cluster's user for IAM temporary credentials")
     secret_arn: str | None = Field(default=None, description="a Secrets Manager secret holding username and password")
     region: str | None = Field(default=None, description="the cluster's region (default: the planner's)")
     endpoint_url: str | None = Field(
         default=None, description="another Data API endpoint (a VPC interface endpoint's URL); default: AWS's"
     )
-    state_schema: str = "SEGSYNC"
+    state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
 
     @model_validator(mode="after")
     def _one_target(self) -> RedshiftConnection:
@@ -151,12 +168,12 @@ class DatabricksConnection(Model):
     type: Literal["databricks"]
     server_hostname: str = Field(min_length=1, description="e.g. dbc-a1b2c3d4-e5f6.cloud.databricks.com")
     http_path: str = Field(min_length=1, description="the SQL warehouse's HTTP path, /sql/1.0/warehouses/...")
-    catalog: str | None = None
-    schema_: str | None = Field(default=None, alias="schema")
+    catalog: str | None = Field(default=None, description="the catalog of the models' unqualified names")
+    schema_: str | None = Field(default=None, alias="schema", description="the schema of the models' unqualified names")
     credentials: SecretRef = Field(
         description='a personal access or service principal token: JSON {"token": ...} or the token'
     )
-    state_schema: str = "SEGSYNC"
+    state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
 
 
 AnyWarehouseConnection = (
@@ -182,10 +199,16 @@ class SegmentConnection(Model):
     """A Segment source: its region (or an explicit API base) and where its write key lives."""
 
     type: Literal["segment"]
-    region: Literal["us", "eu"] = "us"
-    endpoint: str | None = None
-    write_key: SecretRef
-    events_per_second: int = Field(default=1000, gt=0)
+    region: Literal["us", "eu"] = Field(
+        default="us", description="the workspace's region: EU data sent to the US host is silently lost"
+    )
+    endpoint: str | None = Field(
+        default=None, description="an explicit API base (requests go to URL/v1/batch), in place of the region's host"
+    )
+    write_key: SecretRef = Field(description="the source's write key: {env: SEGMENT_...} or {secret: NAME}")
+    events_per_second: int = Field(
+        default=1000, gt=0, description="the pace toward this source (Segment asks for about 1,000 per workspace)"
+    )
     local_capture: SkipJsonSchema[bool | None] = Field(
         default=None,
         description="set by segsync demo and run --local --faults: the endpoint is segsync's capture endpoint on "
@@ -239,7 +262,7 @@ Connection = Annotated[AnyWarehouseConnection | SegmentConnection, Field(discrim
 class Value(Model):
     """A constant in place of a column: ``{value: warehouse}``; ``{value: null}`` sends null on purpose."""
 
-    value: Any
+    value: Any = Field(description="any JSON value, sent as it is")
 
     @field_validator("value")
     @classmethod
@@ -265,7 +288,7 @@ NullPolicy = Literal["send", "omit"]
 class Column(Model):
     """A column with its own null rule, in place of a bare column name: ``{column: plan, nulls: send}``."""
 
-    column: str = Field(min_length=1)
+    column: str = Field(min_length=1, description="the column's name")
     nulls: NullPolicy | None = Field(default=None, description="overrides the sync's null_values")
 
 
@@ -386,8 +409,8 @@ def _integration_setting(value: Any) -> bool:
 class SyncBase(Model):
     """What every sync has: where rows come from, where they go, and when."""
 
-    name: str = Field(pattern=NAME_PATTERN)
-    enabled: bool = True
+    name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits, - and _")
+    enabled: bool = Field(default=True, description="false: no tick and no dbt Cloud run starts it")
     source: str = Field(description="name of a warehouse connection")
     destination: str = Field(description="name of a Segment connection")
     model: ModelSource = Field(description="SQL run against the warehouse, or {dbt: MODEL_NAME}")
@@ -545,12 +568,12 @@ class UserSync(SyncBase):
     object: Literal["user"]
     behavior: Literal["update_or_create"] = "update_or_create"
     key: str = Field(min_length=1, description="the column that identifies the user")
-    key_field: Literal["userId", "anonymousId"] = "userId"
-    traits: dict[str, Source] = Field(default_factory=dict)
-    mappings: dict[str, Source] = Field(default_factory=dict, description="message path → source")
-    sync_all_properties: bool = False
-    normalization: Normalization = "none"
-    null_values: NullPolicy = "omit"
+    key_field: Literal["userId", "anonymousId"] = Field(default="userId", description="the field the key fills")
+    traits: dict[str, Source] = Field(default_factory=dict, description="trait name → source")
+    mappings: dict[str, Source] = Field(default_factory=dict, description=_MAPPINGS_TEXT)
+    sync_all_properties: bool = Field(default=False, description="every model column the sync does not use is a trait")
+    normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
+    null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
     on_removal: RemovalPolicy | None = Field(default=None, description=ON_REMOVAL_HELP)
     max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
 
@@ -567,13 +590,13 @@ class GroupSync(SyncBase):
     behavior: Literal["update_or_create"] = "update_or_create"
     key: str = Field(min_length=1, description="a column unique per row; drives the messageId")
     group_id: str | None = Field(default=None, description="the groupId column (default: the key)")
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    traits: dict[str, Source] = Field(default_factory=dict)
-    mappings: dict[str, Source] = Field(default_factory=dict, description="message path → source")
-    sync_all_properties: bool = False
-    normalization: Normalization = "none"
-    null_values: NullPolicy = "omit"
+    user_id: str | None = Field(default=None, description=_USER_ID_TEXT)
+    anonymous_id: str | None = Field(default=None, description=_ANONYMOUS_ID_TEXT)
+    traits: dict[str, Source] = Field(default_factory=dict, description="trait name → source")
+    mappings: dict[str, Source] = Field(default_factory=dict, description=_MAPPINGS_TEXT)
+    sync_all_properties: bool = Field(default=False, description="every model column the sync does not use is a trait")
+    normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
+    null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
     on_removal: RemovalPolicy | None = Field(default=None, description=ON_REMOVAL_HELP)
     max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
 
@@ -600,23 +623,28 @@ class TrackSync(SyncBase):
         description="append: one event per new row; changes: an event per key added, changed or removed (events)",
     )
     key: str = Field(min_length=1, description="a column unique per event (append) or per row (changes)")
-    event: Source | None = Field(default=None, description="append: the event name, a column or {value: NAME}")
+    event: Source | None = Field(
+        default=None, description="append: the event's name: a column, or {value: Order Completed}"
+    )
     events: ChangeEvents | None = Field(default=None, description="changes: the event sent for each kind of change")
-    user_id: str | None = None
-    anonymous_id: str | None = None
+    user_id: str | None = Field(default=None, description=_USER_ID_TEXT)
+    anonymous_id: str | None = Field(default=None, description=_ANONYMOUS_ID_TEXT)
     timestamp: str | None = Field(
         default=None,
-        description="the event's time column (changes: for added and changed rows; default: when the run found it)",
+        description="the column saying when it happened; a null or unreadable value rejects the row (changes: for "
+        "added and changed rows; without it, when the run found the change)",
     )
     cursor: str | None = Field(
         default=None,
         description=("a column that only grows (a load time): later runs scan only rows at or past the last one"),
     )
-    properties: dict[str, Source] = Field(default_factory=dict)
-    mappings: dict[str, Source] = Field(default_factory=dict, description="message path → source")
-    sync_all_properties: bool = False
-    normalization: Normalization = "none"
-    null_values: NullPolicy = "omit"
+    properties: dict[str, Source] = Field(default_factory=dict, description="property name → source")
+    mappings: dict[str, Source] = Field(default_factory=dict, description=_MAPPINGS_TEXT)
+    sync_all_properties: bool = Field(
+        default=False, description="every model column the sync does not use is a property"
+    )
+    normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
+    null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
     max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
 
     @field_validator("event")
@@ -694,7 +722,7 @@ class RejectedThreshold(Model):
 class StaleThreshold(Model):
     """How long a sync may go without a committed run before it counts as stale."""
 
-    hours: float = Field(gt=0)
+    hours: float = Field(gt=0, description="hours without a committed run")
 
 
 class Notification(Model):
@@ -747,9 +775,9 @@ class Notification(Model):
 class Project(Model):
     """A project file: named connections and the syncs between them."""
 
-    version: Literal[1] = 1
-    connections: dict[str, Connection]
-    syncs: list[Sync]
+    version: Literal[1] = Field(default=1, description="the file format's version")
+    connections: dict[str, Connection] = Field(description="warehouses and Segment sources, by name")
+    syncs: list[Sync] = Field(description="each from a warehouse connection (source) to a Segment one (destination)")
     dbt: DbtProject | None = Field(default=None, description="the dbt manifest that {dbt: MODEL} models resolve in")
     notifications: list[Notification] = Field(default_factory=list, description="who hears about runs, and when")
 

@@ -10,7 +10,8 @@ then checks the same four things:
 - the run summary's counts agree with what the endpoint saw.
 
 Each scenario's figures (rows, sent, received, duplicates on the wire, lost) are collected; with
-``SEGSYNC_FAULTS_TABLE=FILE`` the suite writes them to FILE as a table (``make faults`` prints it).
+``SEGSYNC_FAULTS_TABLE=FILE`` the suite writes them as a table into FILE, between its ``faults-table``
+markers when it has them (``make faults`` writes the table of docs/faults.md and prints it).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from segsync.summary import SyncSummary, summarize
 from segsync.warehouse.duckdb import DuckDBWarehouse
 
 from ..conftest import point_at
+from ..markdown import replace_between
 
 # An invocation that records no metric (a crashed planner, a finalize, a sender that only skipped a
 # counted chunk) makes Powertools warn when it flushes; that is expected here.
@@ -76,6 +78,7 @@ class Figures:
 
 
 FIGURES: list[Figures] = []
+FAULTS_TABLE_MARKER = "faults-table"
 COLUMNS = (
     ("scenario", "scenario"),
     ("rows", "rows"),
@@ -92,7 +95,7 @@ COLUMNS = (
 
 @pytest.fixture(scope="module", autouse=True)
 def figures_table() -> Iterator[None]:
-    """Write the collected figures where SEGSYNC_FAULTS_TABLE says, as a Markdown table."""
+    """Write the collected figures where SEGSYNC_FAULTS_TABLE says, as a Markdown table (in its place in a page)."""
     FIGURES.clear()
     yield
     target = os.environ.get("SEGSYNC_FAULTS_TABLE")
@@ -105,7 +108,11 @@ def figures_table() -> Iterator[None]:
     for figures in FIGURES:
         values = [getattr(figures, name) for _, name in COLUMNS]
         lines.append("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in values) + " |")
-    Path(target).write_text("\n".join(lines) + "\n")
+    table = "\n".join(lines) + "\n"
+    page = Path(target)
+    if page.exists() and FAULTS_TABLE_MARKER in page.read_text():
+        table = replace_between(page.read_text(), FAULTS_TABLE_MARKER, table)
+    page.write_text(table)
 
 
 # ---------------------------------------------------------------------------------------- the oracle

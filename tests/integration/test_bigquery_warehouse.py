@@ -1,6 +1,6 @@
 """The BigQuery adapter against bqemulator, signed in as a service account through a loopback token endpoint.
 
-See tests/bigquery_emulator.py; the README says what only a real project proves.
+See tests/bigquery_emulator.py; docs/warehouses.md says what only a real project proves.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Databricks adapter against a loopback copy of the SQL Statement Execution API on a local Spark.
 
-See tests/emulators/databricks.py; the README says what only a real workspace proves.
+See tests/emulators/databricks.py; docs/warehouses.md says what only a real workspace proves.
 """
 
 from __future__ import annotations

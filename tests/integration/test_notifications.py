@@ -123,9 +123,9 @@ def test_a_slow_webhook_never_holds_the_run_longer_than_its_timeout(stack, table
         notifier.run_finished("users", RUN)
         took = time.monotonic() - started
 
-    # Then the notifier gave up well before the webhook answered, and said so without raising
+    # Then the notifier gave up on its timeout, before the webhook answered, and said so without raising
     assert len(webhook.received) == 1
-    assert took < 2.0
+    assert took < 3.0
     assert "notification not sent" in logs.getvalue() and "ReadTimeout" in logs.getvalue()
 
 

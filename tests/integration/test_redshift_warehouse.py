@@ -1,7 +1,7 @@
 """The Redshift adapter over the Data API's protocol (loopback), its statements run by the real PostgreSQL server.
 
-See tests/redshift_data_api.py for what the endpoint reproduces of the Data API, and the README for what
-only a real cluster proves.
+See tests/redshift_data_api.py for what the endpoint reproduces of the Data API, and docs/warehouses.md for
+what only a real cluster proves.
 """
 
 from __future__ import annotations
