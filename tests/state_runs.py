@@ -21,7 +21,7 @@ def run_through(
     """
     state.fence(sync.name, run_id)
     diff = state.prepare(sync, run_id, destination, state.model_columns(sync.sql), full_resync=False)
-    wave = state.wave_sql(sync.name, run_id, 0, ALL_ROWS)
+    wave = state.wave_sql(sync, run_id, 0, ALL_ROWS)
     rows = [row for batch in state.warehouse.stream(wave, 100) for row in batch.rows]
     state.record_rejections(sync.name, run_id, "chunk 1", rejections or [])
     committed = state.checkpoint(sync, run_id, destination, 1, ALL_ROWS)

@@ -321,7 +321,7 @@ MESSAGE_FIELDS_SET_BY_SEGSYNC = {
     "userId": "the sync's identity columns (key/key_field or user_id)",
     "anonymousId": "the sync's identity columns (key/key_field or anonymous_id)",
     "groupId": "the sync's group_id",
-    "event": "the sync's event",
+    "event": "the sync's event (or events)",
     "timestamp": "the sync's timestamp",
     "sentAt": "the sender, at send time",
     "receivedAt": "Segment",
@@ -522,6 +522,46 @@ def _target_problem(
     return None
 
 
+RemovalPolicy = Literal["ignore", "clear"]
+"""What a User or Group sync sends for a key that left the model: nothing, or its traits as null."""
+ON_REMOVAL_HELP = (
+    "what a key that leaves the model sends: ignore (default) nothing; clear an identify/group whose traits "
+    "are all null"
+)
+MAX_REMOVED_SHARE_HELP = (
+    "removals over this share of the keys delivered before fail the run instead (default 0.5; "
+    "--allow-mass-removal sends them)"
+)
+CHANGES_ONLY = "guards the removals of behavior: changes"
+
+
+class ChangeEvents(Model):
+    """The track event a ``behavior: changes`` sync sends for each kind of change; a kind it does not name
+    sends nothing (its rows are still recorded as delivered)."""
+
+    added: str | None = Field(default=None, min_length=1, description="a key entered the model")
+    changed: str | None = Field(default=None, min_length=1, description="a key's mapped values changed")
+    removed: str | None = Field(
+        default=None, min_length=1, description="a key left the model (carries the values last delivered)"
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> ChangeEvents:
+        named = self.model_dump(exclude_none=True)
+        if not named:
+            raise ValueError("name at least one event: added, changed or removed")
+        for kind, name in named.items():
+            if not name.strip():
+                raise ValueError(f"the '{kind}' event name must be non-empty text")
+        return self
+
+
+def _check_removal_guard(sync: UserSync | GroupSync) -> None:
+    """``max_removed_share`` guards the removals ``on_removal: clear`` sends: alone it would guard nothing."""
+    if sync.max_removed_share is not None and sync.on_removal != "clear":
+        raise ValueError("'max_removed_share' guards the removals of on_removal: clear; this sync sends none")
+
+
 class UserSync(SyncBase):
     """User: one ``identify`` per row, Update or Create, keyed on userId or anonymousId."""
 
@@ -534,6 +574,13 @@ class UserSync(SyncBase):
     sync_all_properties: bool = Field(default=False, description="every model column the sync does not use is a trait")
     normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
     null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
+    on_removal: RemovalPolicy | None = Field(default=None, description=ON_REMOVAL_HELP)
+    max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
+
+    @model_validator(mode="after")
+    def _removals(self) -> UserSync:
+        _check_removal_guard(self)
+        return self
 
 
 class GroupSync(SyncBase):
@@ -550,6 +597,8 @@ class GroupSync(SyncBase):
     sync_all_properties: bool = Field(default=False, description="every model column the sync does not use is a trait")
     normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
     null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
+    on_removal: RemovalPolicy | None = Field(default=None, description=ON_REMOVAL_HELP)
+    max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
 
     @property
     def group_column(self) -> str:
@@ -559,6 +608,7 @@ class GroupSync(SyncBase):
     def _one_identity(self) -> GroupSync:
         if self.user_id is None and self.anonymous_id is None:
             raise ValueError("a group sync needs 'user_id' or 'anonymous_id' (a column)")
+        _check_removal_guard(self)
         return self
 
 
@@ -568,13 +618,21 @@ class TrackSync(SyncBase):
     OBJECT_FIELD: ClassVar[str] = "properties"
 
     object: Literal["track"]
-    behavior: Literal["append"] = "append"
-    key: str = Field(min_length=1, description="a column unique per event; drives the messageId")
-    event: Source = Field(description="the event's name: a column, or {value: Order Completed}")
+    behavior: Literal["append", "changes"] = Field(
+        default="append",
+        description="append: one event per new row; changes: an event per key added, changed or removed (events)",
+    )
+    key: str = Field(min_length=1, description="a column unique per event (append) or per row (changes)")
+    event: Source | None = Field(
+        default=None, description="append: the event's name: a column, or {value: Order Completed}"
+    )
+    events: ChangeEvents | None = Field(default=None, description="changes: the event sent for each kind of change")
     user_id: str | None = Field(default=None, description=_USER_ID_TEXT)
     anonymous_id: str | None = Field(default=None, description=_ANONYMOUS_ID_TEXT)
     timestamp: str | None = Field(
-        default=None, description="the column saying when it happened; a null or unreadable value rejects the row"
+        default=None,
+        description="the column saying when it happened; a null or unreadable value rejects the row (changes: for "
+        "added and changed rows; without it, when the run found the change)",
     )
     cursor: str | None = Field(
         default=None,
@@ -587,6 +645,7 @@ class TrackSync(SyncBase):
     )
     normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
     null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
+    max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
 
     @field_validator("event")
     @classmethod
@@ -599,6 +658,29 @@ class TrackSync(SyncBase):
     def _one_identity(self) -> TrackSync:
         if self.user_id is None and self.anonymous_id is None:
             raise ValueError("a track sync needs 'user_id' or 'anonymous_id' (a column)")
+        return self
+
+    @model_validator(mode="after")
+    def _behavior(self) -> TrackSync:
+        if self.behavior == "append":
+            if self.event is None:
+                raise ValueError("a track sync needs 'event' (a column or {value: NAME})")
+            for field, why in (
+                ("events", "names the events of behavior: changes"),
+                ("max_removed_share", CHANGES_ONLY),
+            ):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"'{field}' {why}; an append sync sends one 'event' per new row")
+            return self
+        if self.events is None:
+            raise ValueError("a changes sync needs 'events': {added: NAME, changed: NAME, removed: NAME} (any of them)")
+        if self.event is not None:
+            raise ValueError("a changes sync names its events in 'events' ({added, changed, removed}), not 'event'")
+        if self.cursor is not None:
+            raise ValueError(
+                "a changes sync compares the whole model with what was delivered: with a 'cursor', the rows it "
+                "did not scan would look removed"
+            )
         return self
 
 

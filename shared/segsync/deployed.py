@@ -188,13 +188,25 @@ def plan_push(desired: dict[ItemKey, dict[str, Any]], current: dict[ItemKey, dic
 # ---------------------------------------------------------------------------------------- runs
 
 
-def start_run(function: str, sync: str, *, full_resync: bool, run_id: str) -> str:
+def start_run(
+    function: str,
+    sync: str,
+    *,
+    full_resync: bool,
+    run_id: str,
+    mark_synced: bool = False,
+    allow_mass_removal: bool = False,
+) -> str:
     """Invoke the planner asynchronously for one sync; returns the invocation's request id.
 
     The asynchronous invoke answers no run id, so the caller chooses it (``run_id``) and the planner
     records the run under it: ``segsync.follow`` then finds it in the runs table.
     """
     event = {"sync": sync, "full_resync": full_resync, "trigger": "manual", "run_id": run_id}
+    if mark_synced:
+        event["mark_synced"] = True
+    if allow_mass_removal:
+        event["allow_mass_removal"] = True
     with aws_errors(f"invoking planner '{function}'"):
         response = aws_client("lambda").invoke(
             FunctionName=function, InvocationType="Event", Payload=orjson.dumps(event)

@@ -23,3 +23,7 @@ class DeliveryError(SegsyncError):
 
 class PolicyError(SegsyncError):
     """A chunk asks for what the deployment does not allow: an endpoint, or a write key's source."""
+
+
+class MassRemoval(SegsyncError):
+    """A run would remove more of a sync's delivered keys than it may at once (a model that failed, or shrank)."""

@@ -57,6 +57,10 @@ class PlannerEvent(BaseModel):
     before they carried milliseconds are accepted too."""
     dbt_models: list[str] | None = None
     """Models a dbt job just built: start the enabled syncs that read them (``segsync.webhook``)."""
+    mark_synced: bool = False
+    """A baseline: record every current row of the named syncs as delivered, sending nothing."""
+    allow_mass_removal: bool = False
+    """Send removals even past a sync's ``max_removed_share`` (or when its model returns no rows)."""
 
 
 def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke | None = None) -> dict[str, Any]:
@@ -85,6 +89,8 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
     notifier = _notifier(store, runs, settings)
     lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds, on_outcome=notifier.run_finished)
     named = request.syncs or ([request.sync] if request.sync else None)
+    if request.mark_synced and (named is None or request.action != "run"):
+        raise ConfigError("planner event: mark_synced records the rows of the syncs it names: give 'sync' or 'syncs'")
     if request.dbt_models is not None:
         dispatcher = Dispatcher(store, runs, invoke or _self_invoker(settings))
         return {"dispatched": dispatcher.dbt_built(request.dbt_models, request.trigger)}
@@ -154,6 +160,8 @@ def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: Plan
                 trigger=request.trigger,
                 full_resync=request.full_resync,
                 run_id=request.run_id,
+                mark_synced=request.mark_synced,
+                allow_mass_removal=request.allow_mass_removal,
             )
     except SegsyncError as exc:
         result = lifecycle.record_failure(name, request.trigger, str(exc), run_id=request.run_id)

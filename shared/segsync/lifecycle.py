@@ -60,10 +60,14 @@ class RunLifecycle:
         trigger: str,
         full_resync: bool = False,
         run_id: str | None = None,
+        mark_synced: bool = False,
+        allow_mass_removal: bool = False,
     ) -> PlanResult:
         """Plan a new run, after moving the sync's live run along (and ending it if it is over).
 
         ``run_id``: the id a caller chose so it can follow the run (``segsync run --wait``); else a new one.
+        ``mark_synced``: a baseline (every row recorded as delivered, nothing sent); ``allow_mass_removal``:
+        send removals past the sync's ``max_removed_share`` (see ``Planner.plan``).
         """
         run_id = run_id or new_run_id()
         begin = {"trigger": trigger, "full_resync": full_resync, "destination": destination_id(destination)}
@@ -74,7 +78,15 @@ class RunLifecycle:
             return PlanResult(sync=sync.name, run_id=live, status="skipped", error=busy)
         try:
             self._close_unfinished(sync, state, run_id)
-            result = self._planner.plan(sync, destination, state, run_id=run_id, full_resync=full_resync)
+            result = self._planner.plan(
+                sync,
+                destination,
+                state,
+                run_id=run_id,
+                full_resync=full_resync,
+                mark_synced=mark_synced,
+                allow_mass_removal=allow_mass_removal,
+            )
         except LostLock as exc:
             logger.warning("run lost its lock", extra={"sync": sync.name, "run_id": run_id, "error": str(exc)})
             return PlanResult(sync=sync.name, run_id=run_id, status="abandoned", error=str(exc))

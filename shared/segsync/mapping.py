@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from segsync import __version__
+from segsync.changes import CHANGE_COLUMN, EVENT_OF, FOUND_AT_COLUMN, REMOVED, sends_changes, tracks_removals
 from segsync.chunks import KEY_AT, MESSAGE_ID_AT, VALUES_AT
 from segsync.config import AnySync, Column, GroupSync, Source, TrackSync, UserSync, Value, format_target
 from segsync.errors import ConfigError
@@ -60,7 +61,16 @@ def message_id(namespace: bytes, name: str) -> str:
     return f"segsync-{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
-def row_message_id(sync: AnySync, key: str, previous_hash: str | None, row_hash: str, resync_run: str | None) -> str:
+def row_message_id(
+    sync: AnySync,
+    key: str,
+    previous_hash: str | None,
+    row_hash: str | None,
+    resync_run: str | None,
+    *,
+    change: str | None = None,
+    run_id: str | None = None,
+) -> str:
     """A row's messageId: the same for every resend of one planned row, new for every new version.
 
     Track: the event key alone (an event is one event, even in a full resync). Identify and group: the key,
@@ -68,12 +78,31 @@ def row_message_id(sync: AnySync, key: str, previous_hash: str | None, row_hash:
     its ids (Segment drops the copies) while a change never reuses an older message's id, even when the
     content comes back to what it was (A → B → A is three ids). A full resync is a deliberate resend: its
     ids are scoped to that run (``resync_run``), or Segment would drop them as copies of the last delivery.
+
+    A key can leave the model and come back as it was, so where removals are sent (``change``, ``run_id``:
+    the run planning the row) a message that a returning key could repeat is scoped to its run: a change
+    event stamped with the run's time (every removal, and added or changed rows without a timestamp column),
+    a clearing identify or group, and a key such a sync sends as new. Those are the same for every resend
+    within the run; the next run re-plans what this one did not commit under ids of its own.
     """
     namespace = sync_namespace(sync.name).bytes
     if isinstance(sync, TrackSync):
+        if sends_changes(sync):
+            stamp = run_id if change == REMOVED or sync.timestamp is None else ""
+            return message_id(
+                namespace, f"{EVENT_OF[change]}:{key}:{previous_hash or ''}:{row_hash or ''}:{stamp or ''}"
+            )
         return message_id(namespace, f"track:{key}")
-    since = f"resync {resync_run}" if resync_run else previous_hash or ""
-    return message_id(namespace, f"{MESSAGE_TYPES[sync.object]}:{key}:{since}:{row_hash}")
+    kind = MESSAGE_TYPES[sync.object]
+    if change == REMOVED:
+        return message_id(namespace, f"{kind}:{key}:removed {run_id or ''}:{previous_hash}")
+    if resync_run:
+        since = f"resync {resync_run}"
+    elif previous_hash is None and tracks_removals(sync):
+        since = f"new {run_id or ''}"
+    else:
+        since = previous_hash or ""
+    return message_id(namespace, f"{kind}:{key}:{since}:{row_hash}")
 
 
 MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
@@ -121,7 +150,7 @@ def column_references(sync: AnySync) -> Iterator[tuple[str, str]]:
             if column := getattr(sync, name):
                 yield name, column
     if isinstance(sync, TrackSync):
-        if not isinstance(sync.event, Value):
+        if sync.event is not None and not isinstance(sync.event, Value):
             yield "event", _column_of(sync.event)
         if sync.timestamp:
             yield "timestamp", sync.timestamp
@@ -149,7 +178,11 @@ def source_columns(sync: AnySync, columns: list[str]) -> list[str]:
 
 MAPPING_RULES_VERSION = 2
 """Bumped when the same config maps the same row to different messages (re-sends every row once)."""
-NOT_MAPPING_FIELDS = {"name", "enabled", "source", "destination", "model", "schedule", "cursor"}
+NOT_MAPPING_FIELDS = {
+    "name", "enabled", "source", "destination", "model", "schedule", "cursor",
+    "events", "on_removal", "max_removed_share",
+}  # fmt: skip
+"""Event names shape no row's values: renaming one sends nothing again (and neither does a removal setting)."""
 
 
 def mapping_fingerprint(sync: AnySync) -> str:
@@ -259,6 +292,12 @@ class Mapper:
             and not any(self._roots[r].wholes or self._roots[r].fields for r in ("context", "integrations"))
         )
         self._flat = [(f.path[0], f.get, f.send_nulls) for f in self._roots[self._main].fields]
+        # Where removals are sent, a chunk row says its change kind (segsync.changes.ChunkValues).
+        self._change = find(CHANGE_COLUMN, "change") if tracks_removals(sync) else None
+        self._cleared_names = [
+            *dict.fromkeys(f.path[0] for f in self._roots[self._main].fields),
+            *(name for name, _ in self._roots[self._main].bulk),
+        ]
         if isinstance(sync, UserSync):
             self._map = self._identify
         elif isinstance(sync, GroupSync):
@@ -267,7 +306,13 @@ class Mapper:
             self._identities = _identity_positions(sync, find)
             self._map = self._group
         else:
-            self._event = _getter(sync.event, find, "event", False)[0]
+            self._found_at = None
+            if sends_changes(sync):
+                change, events = self._change, {kind: getattr(sync.events, e) for kind, e in EVENT_OF.items()}
+                self._event = lambda row: events.get(row[change])
+                self._found_at = find(FOUND_AT_COLUMN, "timestamp")
+            else:
+                self._event = _getter(sync.event, find, "event", False)[0]
             self._identities = _identity_positions(sync, find)
             self._timestamp = find(sync.timestamp, "timestamp") if sync.timestamp else None
             self._map = self._track
@@ -388,6 +433,8 @@ class Mapper:
         if isinstance(objects, Rejection):
             return objects
         traits, extras = objects
+        if self._change is not None and row[self._change] == REMOVED:
+            traits = self._cleared(row)
         message = {"type": "identify", self.sync.key_field: key, "traits": traits}
         return self._finish(message, extras, row)
 
@@ -409,7 +456,22 @@ class Mapper:
         if isinstance(objects, Rejection):
             return objects
         message["traits"], extras = objects
+        if self._change is not None and row[self._change] == REMOVED:
+            message["traits"] = self._cleared(row)
         return self._finish(message, extras, row)
+
+    def _cleared(self, row: list[Any]) -> dict[str, None]:
+        """Every trait the sync sets, null: what ``on_removal: clear`` sends for a key that left the model.
+
+        The named traits and Sync All Properties columns, and the keys of whole-object columns as they were
+        last delivered (``row`` holds the removed key's last values).
+        """
+        names = list(self._cleared_names)
+        for whole in self._roots[self._main].wholes:
+            parsed = as_object(whole.get(row), whole.column)
+            if isinstance(parsed, dict):
+                names.extend(parsed)
+        return dict.fromkeys(names)
 
     def _track(self, key: str, row: list[Any]) -> dict[str, Any] | Rejection:
         event = self._event(row)
@@ -419,8 +481,12 @@ class Mapper:
         missing = self._identify_by(message, row, key)
         if missing:
             return missing
-        if self._timestamp is not None:
-            value = row[self._timestamp]
+        position = self._timestamp
+        if self._found_at is not None and (position is None or row[self._change] == REMOVED):
+            # A change event's time: when the run found it, unless a column gives it (never for a removal).
+            position = self._found_at
+        if position is not None:
+            value = row[position]
             if value is None:
                 # Segment would stamp it with the receive time: wrong for a backfill, so say so instead.
                 return Rejection(key, "timestamp", f"timestamp column '{self.sync.timestamp}' is null")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from segsync.changes import RESYNC, ChunkValues, check_removals, check_request, chunk_columns, silent_kinds
 from segsync.chunks import Chunker, dump_row, header
 from segsync.config import AnySync, SegmentConnection
 from segsync.mapping import Mapper, row_message_id
@@ -142,21 +143,34 @@ class Planner:
         *,
         run_id: str,
         full_resync: bool = False,
+        mark_synced: bool = False,
+        allow_mass_removal: bool = False,
     ) -> PlanResult:
         """Diff the model against state in the warehouse, reject bad keys there, and queue the first wave.
+
+        Rows of a kind the sync sends nothing for are recorded in state at once; with ``mark_synced`` (a
+        baseline) every row is, and nothing is queued. A run that would remove more keys than the sync allows
+        fails before anything is recorded or queued, unless ``allow_mass_removal``.
 
         The run holds the sync's lock (``RunStore.begin``). Raises whatever goes wrong: a WarehouseError
         for a model that fails, a SegsyncError for a bad mapping, anything else for a bug; the lifecycle
         fails the run with it.
         """
         started = self._clock()
+        check_request(sync, full_resync=full_resync, baseline=mark_synced)
         state.ensure()
         state.fence(sync.name, run_id)
         columns = state.model_columns(sync.sql)
-        Mapper(sync, [c.name for c in columns])
+        Mapper(sync, chunk_columns(sync, [c.name for c in columns]))
         rekey_legacy_state(state, sync, destination_id(destination), columns)
         diff = state.prepare(sync, run_id, destination_id(destination), columns, full_resync=full_resync)
         state.reject_bad_keys(sync, run_id)
+        check_removals(
+            sync, removed=diff.removed, delivered=diff.delivered, rows=diff.source_rows, allowed=allow_mass_removal
+        )
+        state.keep_values(sync, run_id, destination_id(destination))
+        settled = state.settle(sync, run_id, destination_id(destination), silent_kinds(sync, baseline=mark_synced))
+        to_send = 0 if mark_synced else diff.to_send
         reasons = {}
         if diff.null_keys:
             reasons[f"key: {reason_kind(NULL_KEY_REASON.format(column=sync.key))}"] = diff.null_keys
@@ -170,11 +184,14 @@ class Planner:
             new=diff.new,
             changed=diff.changed,
             unchanged=diff.unchanged,
-            rows_to_send=diff.to_send,
+            removed=diff.removed,
+            rows_to_send=to_send,
+            committed=settled,
+            mark_synced=mark_synced or None,
             rejected_planner=diff.bad_keys,
             rejection_reasons=reasons,
             warning=bad_key_warning(diff, sync.key),
-            planning_done=diff.to_send == 0,
+            planning_done=to_send == 0,
             planner_s=round(self._clock() - started, 3),
         )
         result = PlanResult(sync=sync.name, run_id=run_id, status="sending", rows_read=diff.source_rows, diff=diff)
@@ -237,13 +254,14 @@ class Planner:
     ) -> Wave:
         """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace."""
         run_id, number = run["run_id"], run["waves"] + 1
-        columns = state.warehouse.describe(state.wave_sql(sync.name, run_id, 0, 0))[INTERNAL_COLUMNS:]
+        columns = state.warehouse.describe(state.wave_sql(sync, run_id, 0, 0))[INTERNAL_COLUMNS:]
+        values = ChunkValues(sync, columns, found_at=run["started_at"])
         chunker = Chunker(
             run_id=run_id,
             header=header(
                 sync.model_dump(mode="json", by_alias=True, exclude_none=True),
                 destination.model_dump(mode="json", exclude_none=True),
-                [c.name for c in columns],
+                values.names,
             ),
             max_rows=chunk_rows(
                 destination.events_per_second,
@@ -254,12 +272,10 @@ class Planner:
             max_body_bytes=self._limits.chunk_bytes,
             number=run["chunks_enqueued"],
         )
-        read = _WaveRead(sync, run_id, last_seq=run["enqueued_seq"])
+        read = _WaveRead(sync, run_id, values, last_seq=run["enqueued_seq"])
 
         def accepted() -> Iterator[bytes]:
-            for batch in state.warehouse.stream(
-                state.wave_sql(sync.name, run_id, run["enqueued_seq"], budget), FETCH_ROWS
-            ):
+            for batch in state.warehouse.stream(state.wave_sql(sync, run_id, run["enqueued_seq"], budget), FETCH_ROWS):
                 for row in batch.rows:
                     encoded = read.encode(row)
                     if encoded is not None:
@@ -298,6 +314,7 @@ class _WaveRead:
 
     sync: AnySync
     run_id: str
+    values: ChunkValues
     last_seq: int
     rejected: int = 0
     pages: int = 0
@@ -305,11 +322,11 @@ class _WaveRead:
 
     def encode(self, row: tuple[Any, ...]) -> bytes | None:
         """The chunk row (its messageId written here, once), or None if no chunk can carry it."""
-        key, _, row_hash, previous_hash, change, seq = row[:INTERNAL_COLUMNS]
+        key, _, row_hash, previous_hash, change, seq, previous_values = row[:INTERNAL_COLUMNS]
         self.last_seq = seq
-        resync_run = self.run_id if change == "resync" else None
-        message = row_message_id(self.sync, key, previous_hash, row_hash, resync_run)
-        encoded = encode_row(key, (key, message, *row[INTERNAL_COLUMNS:]))
+        resync_run = self.run_id if change == RESYNC else None
+        message = row_message_id(self.sync, key, previous_hash, row_hash, resync_run, change=change, run_id=self.run_id)
+        encoded = encode_row(key, (key, message, *self.values(change, previous_values, row[INTERNAL_COLUMNS:])))
         if isinstance(encoded, Rejection):
             self.rejected += 1
             self.rejections.append({"row_key": encoded.key, "field": encoded.field, "reason": encoded.reason})

@@ -13,6 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from segsync.changes import (
+    CHANGED,
+    NEW,
+    REMOVED,
+    RESYNC,
+    UNCHANGED,
+    keeps_values,
+    sent_kinds,
+    tracks_removals,
+)
 from segsync.config import AnySync, SegmentConnection, TrackSync
 from segsync.errors import ConfigError
 from segsync.mapping import column_index, mapping_fingerprint, source_columns
@@ -25,17 +35,20 @@ ROW_HASH = "__segsync_row_hash"
 PREVIOUS_HASH = "__segsync_previous_hash"
 CHANGE = "__segsync_change"
 SEQ = "__segsync_seq"
-INTERNAL_COLUMNS = 6
+PREVIOUS_VALUES = "__segsync_previous_values"
+INTERNAL_COLUMNS = 7
 """A run table's first columns are segsync's (key text, key count, row hash, the hash delivered last, change,
-the row's number in the run); the model's follow. Waves go out in ``SEQ`` order and checkpoint by ``SEQ`` range."""
+the row's number in the run, a removed key's values as last delivered); the model's follow. Waves go out in
+``SEQ`` order and checkpoint by ``SEQ`` range."""
 KEYED_COLUMNS = 3
 """``keyed`` rows start with the key text, key count and row hash; the model's columns follow."""
 
 KEY_FORMAT = 2
 """State rows written with canonical key texts and length-prefixed row hashes (format 1: see segsync.upgrade)."""
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The bookkeeping schema's shape; ``ensure`` brings an older one up to it (3: rejected records say which part of
-a run rejected them, and runs hold a fence in the warehouse)."""
+a run rejected them, and runs hold a fence in the warehouse; 4: state keeps the values a removal is sent with,
+and history counts removals and says which runs were baselines)."""
 FINAL_STATUSES = ("committed", "failed", "abandoned")
 REJECTION_DETAIL_LIMIT = 1_000
 """Rows with a null or duplicate key recorded one by one, per run; past this only their counts are kept."""
@@ -44,7 +57,8 @@ NULL_KEY_REASON = "key column '{column}' is null"
 DUPLICATE_KEY_REASON = "duplicate key: {count} rows share it"
 HISTORY_COLUMNS = (
     "SYNC", "RUN_ID", "STATUS", "TRIGGER", "FULL_RESYNC", "STARTED_AT", "FINISHED_AT", "SOURCE_ROWS",
-    "NEW_ROWS", "CHANGED_ROWS", "UNCHANGED_ROWS", "REJECTED", "SENT", "COMMITTED", "ERROR",
+    "NEW_ROWS", "CHANGED_ROWS", "UNCHANGED_ROWS", "REJECTED", "SENT", "COMMITTED", "ERROR", "REMOVED_ROWS",
+    "BASELINE",
 )  # fmt: skip
 REJECTED_COLUMNS = ("SYNC", "RUN_ID", "ROW_KEY", "FIELD", "REASON", "REJECTED_AT", "SOURCE")
 LOCAL_CAPTURE = "local capture"
@@ -60,14 +74,16 @@ class DiffCounts:
     unchanged: int = 0
     null_keys: int = 0
     duplicate_keys: int = 0
+    removed: int = 0
+    """Keys delivered before that the model no longer has (looked for only where removals are sent)."""
+    delivered: int = 0
+    """Keys state held for the sync and destination before the run (counted only where removals are sent)."""
+    to_send: int = 0
+    """Rows of the kinds the sync sends a message for (``segsync.changes.sent_kinds``)."""
 
     @property
     def bad_keys(self) -> int:
         return self.null_keys + self.duplicate_keys
-
-    @property
-    def to_send(self) -> int:
-        return self.new + self.changed
 
 
 def destination_id(destination: SegmentConnection) -> str:
@@ -117,13 +133,13 @@ class WarehouseState:
         text = self.dialect.string_type
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC {text}, DESTINATION {text}, ROW_KEY {text}, "
-            f"ROW_HASH {text}, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
+            f"ROW_HASH {text}, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER, ROW_VALUES {text})"
         )
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.history_table} (SYNC {text}, RUN_ID {text}, STATUS {text}, "
             f"TRIGGER {text}, FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, "
             "SOURCE_ROWS BIGINT, NEW_ROWS BIGINT, CHANGED_ROWS BIGINT, UNCHANGED_ROWS BIGINT, "
-            f"REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR {text})"
+            f"REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR {text}, REMOVED_ROWS BIGINT, BASELINE BOOLEAN)"
         )
         self.warehouse.execute(
             f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC {text}, RUN_ID {text}, "
@@ -137,6 +153,11 @@ class WarehouseState:
         if legacy or (version is not None and version < 3):
             # Version 3: a rejected record says which part of its run rejected it (a chunk, the planner).
             self.warehouse.execute(f"ALTER TABLE {self.rejected_table} ADD COLUMN IF NOT EXISTS SOURCE {text}")
+        if legacy or (version is not None and version < 4):
+            # Version 4: state keeps the values a removal is sent with; history counts removals and baselines.
+            self._add_column(self.state_table, "ROW_VALUES", text)
+            self._add_column(self.history_table, "REMOVED_ROWS", "BIGINT")
+            self._add_column(self.history_table, "BASELINE", "BOOLEAN")
         self.warehouse.insert_rows(self.version_table, ["VERSION", "APPLIED_AT"], [(SCHEMA_VERSION, _now())])
 
     def run_table(self, sync_name: str, run_id: str) -> str:
@@ -187,26 +208,42 @@ class WarehouseState:
 
         Update or Create: new and changed rows go out. Append: only keys never delivered. A full
         resync ignores state. Rows with a null or repeated key are kept so they can be rejected by name.
+        Where removals are sent (``segsync.changes.tracks_removals``), the keys state holds that the model no
+        longer has are rows too (``removed``, their model columns NULL, the values last delivered kept), by a
+        full outer join; the other syncs keep the cheaper left join.
         """
         d = self.dialect
         if full_resync:
-            change = "'resync'"
+            change = f"'{RESYNC}'"
         elif sync.behavior == "append":
-            change = "CASE WHEN s.ROW_KEY IS NULL THEN 'new' ELSE 'unchanged' END"
+            change = f"CASE WHEN s.ROW_KEY IS NULL THEN '{NEW}' ELSE '{UNCHANGED}' END"
         else:
             change = (
-                "CASE WHEN s.ROW_KEY IS NULL THEN 'new' "
-                f"WHEN s.ROW_HASH <> k.{ROW_HASH} THEN 'changed' ELSE 'unchanged' END"
+                f"CASE WHEN s.ROW_KEY IS NULL THEN '{NEW}' "
+                f"WHEN s.ROW_HASH <> k.{ROW_HASH} THEN '{CHANGED}' ELSE '{UNCHANGED}' END"
             )
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
+        model_columns = ", ".join(f"k.{d.quote(c.name)}" for c in columns)
+        ours = f"s.SYNC = {d.literal(sync.name)} AND s.DESTINATION = {d.literal(destination)}"
+        if full_resync or not tracks_removals(sync):
+            return (
+                f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
+                f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
+                f"ROW_NUMBER() OVER () AS {SEQ}, {d.cast_text('NULL')} AS {PREVIOUS_VALUES}, {model_columns}"
+                f"\nFROM k LEFT JOIN {self.state_table} AS s ON {ours} AND s.ROW_KEY = k.{KEY}"
+            )
+        # Every model row has a key count (1 or more), so a row without one is a key only state has. Only
+        # those need their values: carrying every row's would double the statement's work.
+        values = f"CASE WHEN k.{KEY_COUNT} IS NULL THEN s.ROW_VALUES END" if keeps_values(sync) else "NULL"
         return (
             f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
-            f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
-            f"ROW_NUMBER() OVER () AS {SEQ}, "
-            + ", ".join(f"k.{d.quote(c.name)}" for c in columns)
-            + f"\nFROM k LEFT JOIN {self.state_table} AS s ON s.SYNC = {d.literal(sync.name)} "
-            f"AND s.DESTINATION = {d.literal(destination)} AND s.ROW_KEY = k.{KEY}"
+            f"SELECT COALESCE(k.{KEY}, s.ROW_KEY) AS {KEY}, COALESCE(k.{KEY_COUNT}, 1) AS {KEY_COUNT}, "
+            f"k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, "
+            f"CASE WHEN k.{KEY_COUNT} IS NULL THEN '{REMOVED}' ELSE {change} END AS {CHANGE}, "
+            f"ROW_NUMBER() OVER () AS {SEQ}, {d.cast_text(values)} AS {PREVIOUS_VALUES}, {model_columns}"
+            f"\nFROM k FULL OUTER JOIN (SELECT s.ROW_KEY, s.ROW_HASH, s.ROW_VALUES FROM {self.state_table} AS s "
+            f"WHERE {ours}) AS s ON s.ROW_KEY = k.{KEY}"
         )
 
     def prepare(
@@ -215,19 +252,29 @@ class WarehouseState:
         """Materialize the run table (``diff_statement``) and count what it holds."""
         run_table = self.run_table(sync.name, run_id)
         self.warehouse.execute_all(self.diff_statement(sync, run_id, destination, columns, full_resync=full_resync))
-        counts = dict.fromkeys(("new", "changed", "unchanged", "resync", "null", "duplicate"), 0)
+        counts = dict.fromkeys((NEW, CHANGED, UNCHANGED, RESYNC, REMOVED, "null", "duplicate"), 0)
         for change_kind, bad, rows in self.warehouse.query(
             f"SELECT {CHANGE}, CASE WHEN {KEY} IS NULL THEN 'null' WHEN {KEY_COUNT} > 1 THEN 'duplicate' END, "
             f"COUNT(*) FROM {run_table} GROUP BY 1, 2"
         ):
             counts[bad or change_kind] += rows
+        delivered = 0
+        if tracks_removals(sync) and not full_resync:
+            d = self.dialect
+            delivered = self.warehouse.query(
+                f"SELECT COUNT(*) FROM {self.state_table} WHERE SYNC = {d.literal(sync.name)} "
+                f"AND DESTINATION = {d.literal(destination)}"
+            )[0][0]
         return DiffCounts(
-            source_rows=sum(counts.values()),
-            new=counts["new"] + counts["resync"],
-            changed=counts["changed"],
-            unchanged=counts["unchanged"],
+            source_rows=sum(counts.values()) - counts[REMOVED],
+            new=counts[NEW] + counts[RESYNC],
+            changed=counts[CHANGED],
+            unchanged=counts[UNCHANGED],
             null_keys=counts["null"],
             duplicate_keys=counts["duplicate"],
+            removed=counts[REMOVED],
+            delivered=delivered,
+            to_send=sum(counts[kind] for kind in sent_kinds(sync)),
         )
 
     def removed_query(self, sync: AnySync, destination: str, columns: list[ModelColumn]) -> str:
@@ -240,11 +287,12 @@ class WarehouseState:
             f"AND NOT EXISTS (SELECT 1 FROM (\n{self.keyed(sync, columns, model)}\n) AS k WHERE k.{KEY} = s.ROW_KEY)"
         )
 
-    def wave_sql(self, sync_name: str, run_id: str, after_seq: int, rows: int) -> str:
+    def wave_sql(self, sync: AnySync, run_id: str, after_seq: int, rows: int) -> str:
         """The next ``rows`` rows to send after ``after_seq``, in ``SEQ`` order (a wave)."""
         return (
-            f"SELECT * FROM {self.run_table(sync_name, run_id)} AS r "
-            f"WHERE r.{SEQ} > {int(after_seq)} AND {_sendable('r')} ORDER BY r.{SEQ} LIMIT {int(rows)}"
+            f"SELECT * FROM {self.run_table(sync.name, run_id)} AS r "
+            f"WHERE r.{SEQ} > {int(after_seq)} AND {_sendable('r', sent_kinds(sync))} "
+            f"ORDER BY r.{SEQ} LIMIT {int(rows)}"
         )
 
     def reject_bad_keys(self, sync: AnySync, run_id: str, detail_limit: int = REJECTION_DETAIL_LIMIT) -> None:
@@ -267,36 +315,105 @@ class WarehouseState:
     def checkpoint(self, sync: AnySync, run_id: str, destination: str, first_seq: int, last_seq: int) -> int:
         """Merge the delivered rows numbered ``first_seq``..``last_seq`` into state; rejected rows stay out.
 
+        A delivered removal takes its key out of state: the key is forgotten, and new again if it comes back.
         Idempotent (the same rows merge to the same hashes), and fenced: if another run holds the sync
         now, nothing is merged (the warehouse's own record of the run holding it, ``RUN_FENCE``).
         Returns how many rows it committed.
         """
+        rows = f"r.{SEQ} BETWEEN {int(first_seq)} AND {int(last_seq)} AND {_sendable('r', sent_kinds(sync))}"
+        return self._commit(sync, run_id, destination, rows)
+
+    def settle(self, sync: AnySync, run_id: str, destination: str, kinds: tuple[str, ...]) -> int:
+        """Record the run's rows of ``kinds`` in state as delivered, sending nothing: the kinds a sync sends no
+        message for, or every kind in a baseline (``--mark-synced``). Rejected keys stay out; fenced like a
+        checkpoint. Returns how many rows it committed."""
+        if not kinds:
+            return 0
+        return self._commit(sync, run_id, destination, _sendable("r", kinds))
+
+    def keep_values(self, sync: AnySync, run_id: str, destination: str) -> None:
+        """Give the state rows that have no values kept (delivered before the sync sent removals) those of the
+        model's unchanged rows: the same hash, so the same values as were delivered. Fenced.
+
+        Only the run after a sync starts sending removals (or after an upgrade) finds any: the others pay one count.
+        """
+        if not keeps_values(sync):
+            return
+        d = self.dialect
+        # Qualified: the source below names its own columns ROW_KEY and ROW_VALUES, and an engine that resolves
+        # select-list aliases (fakesnow's rewriting, DuckDB) could bind a bare name to them.
+        missing = (
+            f"SELECT v.ROW_KEY FROM {self.state_table} AS v WHERE v.SYNC = {d.literal(sync.name)} "
+            f"AND v.DESTINATION = {d.literal(destination)} AND v.ROW_VALUES IS NULL"
+        )
+        if not self.warehouse.query(f"SELECT COUNT(*) FROM ({missing}) AS m")[0][0]:
+            return
+        self.warehouse.execute_all(
+            d.merge(
+                self.state_table,
+                f"SELECT {d.literal(sync.name)} AS SYNC, {d.literal(destination)} AS DESTINATION, r.{KEY} AS ROW_KEY, "
+                f"{self._row_values(sync, run_id)} AS ROW_VALUES FROM {self.run_table(sync.name, run_id)} AS r "
+                f"WHERE r.{CHANGE} = '{UNCHANGED}' AND r.{KEY_COUNT} = 1 "
+                f"AND r.{KEY} IN ({missing}){self._fenced(sync.name, run_id)}",
+                on=["SYNC", "DESTINATION", "ROW_KEY"],
+                update={"ROW_VALUES": "d.ROW_VALUES"},
+            )
+        )
+
+    def _commit(self, sync: AnySync, run_id: str, destination: str, rows: str) -> int:
+        """Move state forward for the run table's ``rows`` (a condition on ``r``) that were not rejected: merge
+        new and changed rows (with their values where state keeps them), delete removed keys."""
         d = self.dialect
         delivered = (
-            f"FROM {self.run_table(sync.name, run_id)} AS r WHERE r.{SEQ} BETWEEN {int(first_seq)} AND "
-            f"{int(last_seq)} AND {_sendable('r')} AND r.{KEY} NOT IN "
+            f"FROM {self.run_table(sync.name, run_id)} AS r WHERE {rows} AND r.{KEY} NOT IN "
             f"(SELECT ROW_KEY FROM {self.rejected_table} WHERE SYNC = {d.literal(sync.name)} "
             f"AND RUN_ID = {d.literal(run_id)} AND ROW_KEY IS NOT NULL){self._fenced(sync.name, run_id)}"
         )
         committed = self.warehouse.query(f"SELECT COUNT(*) {delivered}")[0][0]
+        kept = keeps_values(sync)
+        update = {"ROW_HASH": "d.ROW_HASH", "SYNCED_AT": "CURRENT_TIMESTAMP", "KEY_FORMAT": str(KEY_FORMAT)}
+        insert = {
+            "SYNC": "d.SYNC",
+            "DESTINATION": "d.DESTINATION",
+            "ROW_KEY": "d.ROW_KEY",
+            "ROW_HASH": "d.ROW_HASH",
+            "SYNCED_AT": "CURRENT_TIMESTAMP",
+            "KEY_FORMAT": str(KEY_FORMAT),
+        }
+        if kept:
+            update["ROW_VALUES"] = insert["ROW_VALUES"] = "d.ROW_VALUES"
+        values = f", {self._row_values(sync, run_id)} AS ROW_VALUES" if kept else ""
+        merged = f"{delivered} AND r.{CHANGE} <> '{REMOVED}'" if tracks_removals(sync) else delivered
         self.warehouse.execute_all(
             d.merge(
                 self.state_table,
                 f"SELECT {d.literal(sync.name)} AS SYNC, {d.literal(destination)} AS DESTINATION, "
-                f"r.{KEY} AS ROW_KEY, r.{ROW_HASH} AS ROW_HASH {delivered}",
+                f"r.{KEY} AS ROW_KEY, r.{ROW_HASH} AS ROW_HASH{values} {merged}",
                 on=["SYNC", "DESTINATION", "ROW_KEY"],
-                update={"ROW_HASH": "d.ROW_HASH", "SYNCED_AT": "CURRENT_TIMESTAMP", "KEY_FORMAT": str(KEY_FORMAT)},
-                insert={
-                    "SYNC": "d.SYNC",
-                    "DESTINATION": "d.DESTINATION",
-                    "ROW_KEY": "d.ROW_KEY",
-                    "ROW_HASH": "d.ROW_HASH",
-                    "SYNCED_AT": "CURRENT_TIMESTAMP",
-                    "KEY_FORMAT": str(KEY_FORMAT),
-                },
+                update=update,
+                insert=insert,
             )
         )
+        if tracks_removals(sync):
+            self.warehouse.execute(
+                f"DELETE FROM {self.state_table} WHERE SYNC = {d.literal(sync.name)} "
+                f"AND DESTINATION = {d.literal(destination)} "
+                f"AND ROW_KEY IN (SELECT r.{KEY} {delivered} AND r.{CHANGE} = '{REMOVED}')"
+            )
         return int(committed)
+
+    def _row_values(self, sync: AnySync, run_id: str) -> str:
+        """SQL for a run table row's values as state keeps them (``ROW_VALUES``): a JSON object of the canonical
+        text (``Dialect.text``) of each column the mapping reads, by name.
+
+        The columns the mapping reads are the row hash's, so a removal is mapped by the same Mapper from what
+        was delivered; their canonical texts are the one text of each value, whatever the session, and
+        ``segsync.changes.from_text`` reads them back as the driver would have given them.
+        """
+        columns = self.warehouse.describe(f"SELECT * FROM {self.run_table(sync.name, run_id)}")[INTERNAL_COLUMNS:]
+        read = set(source_columns(sync, [c.name for c in columns]))
+        d = self.dialect
+        return d.json_object([(c.name, d.text("r." + d.quote(c.name), c.kind)) for c in columns if c.name in read])
 
     def record_rejections(self, sync_name: str, run_id: str, source: str, rejections: list[dict[str, Any]]) -> None:
         """Write the rejected records of one part of a run (a chunk, the planner's rows), replacing an earlier
@@ -335,7 +452,8 @@ class WarehouseState:
             _timestamp(run.get("started_at")), (_timestamp(run.get("finished_at")) or _now()) if final else None,
             run.get("rows_read", 0), run.get("new", 0), run.get("changed", 0), run.get("unchanged", 0),
             run.get("rejected_planner", 0) + run.get("rejected_sender", 0), run.get("sent", 0),
-            run.get("committed", 0), run.get("error") or run.get("last_error"),
+            run.get("committed", 0), run.get("error") or run.get("last_error"), run.get("removed", 0),
+            bool(run.get("mark_synced")),
         )  # fmt: skip
         self.warehouse.insert_rows(self.history_table, list(HISTORY_COLUMNS), [values])
 
@@ -432,6 +550,11 @@ class WarehouseState:
         """The latest watermark as a scalar subquery (run ids sort by time)."""
         return f"(SELECT WATERMARK FROM {cursor_table} ORDER BY RUN_ID DESC LIMIT 1)"
 
+    def _add_column(self, table: str, column: str, type_: str) -> None:
+        """Add a column to a bookkeeping table unless it has it (not every engine has ``IF NOT EXISTS`` there)."""
+        if column not in {c.name.upper() for c in self.warehouse.describe(f"SELECT * FROM {table}")}:
+            self.warehouse.execute(self.dialect.add_column(table, column, type_))
+
     def exists(self, table: str) -> bool:
         """Whether a bookkeeping table (``SCHEMA.NAME``) exists yet."""
         schema, name = table.split(".")
@@ -444,9 +567,10 @@ class WarehouseState:
         return self.dialect.quote(names[column_index(names, sync_name)(column, field)])
 
 
-def _sendable(alias: str) -> str:
-    """Rows of a run table that go out: new or changed, with a key of their own."""
-    return f"{alias}.{CHANGE} <> 'unchanged' AND {alias}.{KEY} IS NOT NULL AND {alias}.{KEY_COUNT} = 1"
+def _sendable(alias: str, kinds: tuple[str, ...]) -> str:
+    """Rows of a run table of ``kinds`` (those a run sends, or settles) with a key of their own."""
+    listed = ", ".join(f"'{kind}'" for kind in kinds)
+    return f"{alias}.{CHANGE} IN ({listed}) AND {alias}.{KEY} IS NOT NULL AND {alias}.{KEY_COUNT} = 1"
 
 
 def nested(model: str) -> str:

@@ -33,6 +33,10 @@ class SyncSummary:
     error: str | None = None
     warning: str | None = None
     rejection_reasons: dict[str, int] = field(default_factory=dict)
+    removed: int = 0
+    """Keys delivered before that the model no longer has (looked for where removals are sent)."""
+    baseline: bool = False
+    """A ``--mark-synced`` run: its rows were recorded as delivered, nothing was sent."""
 
 
 def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
@@ -60,4 +64,6 @@ def summarize(runs: RunStore, sync: str, run_id: str) -> SyncSummary:
         warning=item.get("warning"),
         error=item.get("error") or (item.get("last_error") if item.get("status") != "committed" else None),
         rejection_reasons=dict(reasons.most_common(TOP_REASONS)),
+        removed=item.get("removed", 0),
+        baseline=bool(item.get("mark_synced")),
     )

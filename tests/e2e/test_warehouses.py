@@ -3,7 +3,9 @@
 A project syncs a customers table (text key, a decimal, a timestamp with time zone) to the capture
 endpoint with ``segsync run FILE --local --json``: the first run sends every row, a rerun sends nothing,
 changing 1% of the rows sends exactly those, state lives in the warehouse's ``SEGSYNC`` schema, and every
-message passes Segment's rules. ``preview``, ``runs`` and ``rejected`` read the same warehouse.
+message passes Segment's rules. ``preview``, ``runs`` and ``rejected`` read the same warehouse. A second
+scenario runs a ``behavior: changes`` sync: every row added, then exactly the removed (with the values the
+warehouse kept for them) and the changed, and state forgets the removed.
 """
 
 from __future__ import annotations
@@ -188,3 +190,69 @@ def test_a_failing_model_names_the_sync_in_one_line(postgres, tmp_path, capture,
     assert main(["preview", str(project), "--sync", "customers"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("segsync: error: sync 'customers': model query failed: relation \"no_such_table\" does not exist")
+
+
+CHANGES = {"name": "customer-changes", "object": "track", "behavior": "changes", "source": "warehouse",
+           "destination": "segment", "key": "customer_id", "user_id": "customer_id",
+           "events": {"added": "Customer Added", "changed": "Customer Changed", "removed": "Customer Removed"},
+           "properties": {"email": "email", "lifetime_value": "lifetime_value",
+                          "signed_up_at": "signed_up_at"}}  # fmt: skip
+"""A Track sync of what entered, changed and left the customers, their decimal and timestamp among its properties."""
+GONE = CHANGED[:3]
+MOVED = CHANGED[3:]
+
+
+def _changes_scenario(warehouse: Warehouse, tmp_path: Path, capture, capsys, monkeypatch) -> None:
+    # Given a changes sync over the customers (a decimal and a timestamp with time zone among its properties)
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", "warehouse-write-key")
+    project = _project(tmp_path, warehouse, capture.url)
+    data = yaml.safe_load(project.read_text())
+    # (a decimal with its scale: Redshift has no unconstrained NUMERIC, which its stand-in would report as scale 0)
+    model = (
+        "SELECT customer_id, email, CAST(lifetime_value AS NUMERIC(12, 2)) AS lifetime_value, signed_up_at "
+        f"FROM {warehouse.customers}"
+    )
+    data["syncs"] = [{**CHANGES, "model": model}]
+    project.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    # When it first runs, Then every customer is one 'Customer Added'
+    first = _run(project, capsys)
+    added = {m["userId"]: m for m in read_captured(capture.out_path)}
+    assert (first["status"], first["new"], first["sent"], len(added)) == ("committed", CUSTOMERS, CUSTOMERS, CUSTOMERS)
+    assert {m["event"] for m in added.values()} == {"Customer Added"}
+
+    # When three customers leave and two change
+    warehouse.admin(f"DELETE FROM {warehouse.customers} WHERE customer_id IN ({', '.join(repr(k) for k in GONE)})")
+    warehouse.admin(
+        f"UPDATE {warehouse.customers} SET lifetime_value = lifetime_value + 1 "
+        f"WHERE customer_id IN ({', '.join(repr(k) for k in MOVED)})"
+    )
+    second = _run(project, capsys)
+
+    # Then exactly those go out: each removal with the properties last delivered (the warehouse kept their
+    # canonical texts, read back by type), each change with its new value
+    sent = read_captured(capture.out_path)[CUSTOMERS:]
+    assert (second["removed"], second["changed"], second["sent"]) == (len(GONE), len(MOVED), len(CHANGED))
+    removed = {m["userId"]: m for m in sent if m["event"] == "Customer Removed"}
+    assert sorted(removed) == GONE
+    assert all(removed[k]["properties"] == added[k]["properties"] for k in GONE)
+    assert removed["cus_000100"]["properties"]["signed_up_at"] == "2024-03-01T11:40:00.123456+00:00"
+    changed = {m["userId"]: m["properties"]["lifetime_value"] for m in sent if m["event"] == "Customer Changed"}
+    assert changed == {k: added[k]["properties"]["lifetime_value"] + 1 for k in MOVED}
+
+    # And state forgot the removed customers (a rerun sending nothing is test_changes.py's, on DuckDB)
+    assert warehouse.admin("SELECT COUNT(*) FROM SEGSYNC.SYNC_STATE WHERE SYNC = 'customer-changes'") == [
+        (CUSTOMERS - len(GONE),)
+    ]
+
+
+def test_postgres_sends_what_entered_changed_and_left(postgres, tmp_path, capture, capsys, monkeypatch):
+    _changes_scenario(postgres, tmp_path, capture, capsys, monkeypatch)
+
+
+def test_redshift_sends_what_entered_changed_and_left(redshift, tmp_path, capture, capsys, monkeypatch):
+    _changes_scenario(redshift, tmp_path, capture, capsys, monkeypatch)
+
+
+def test_bigquery_sends_what_entered_changed_and_left(bigquery, tmp_path, capture, capsys, monkeypatch):
+    _changes_scenario(bigquery, tmp_path, capture, capsys, monkeypatch)

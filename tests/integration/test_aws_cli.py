@@ -397,3 +397,24 @@ def test_push_shows_the_relation_of_each_dbt_model_and_stores_it(stack, tmp_path
     assert items[("project", "notifications")]["notifications"] == [
         {"webhook": {"secret": "segsync/notify/slack"}, "on": ["failed"]}
     ]
+
+
+def test_run_asks_the_planner_for_a_baseline_or_mass_removals(pushed, lambda_stub, run_id, capsys):
+    # Given Lambda accepts the invocation of a baseline that may remove past the sync's share
+    payload = orjson.dumps(
+        {"sync": "demo-users", "full_resync": False, "trigger": "manual", "run_id": run_id, "mark_synced": True,
+         "allow_mass_removal": True}
+    )  # fmt: skip
+    lambda_stub.add_response(
+        "invoke",
+        {"StatusCode": 202, "ResponseMetadata": {"RequestId": "req-9", "HTTPStatusCode": 202}},
+        {"FunctionName": PLANNER, "InvocationType": "Event", "Payload": payload},
+    )
+
+    # When it is asked for, Then the planner event says so, and so does the CLI
+    assert main(["run", "demo-users", "--stack", STACK, "--mark-synced", "--allow-mass-removal"]) == 0
+    assert f"started a baseline (--mark-synced) of sync 'demo-users' on stack {STACK}" in capsys.readouterr().out
+
+    # And a baseline that is also a full resync is refused before any call
+    assert main(["run", "demo-users", "--stack", STACK, "--mark-synced", "--full-resync"]) == 2
+    assert "--full-resync sends every row and --mark-synced sends none" in capsys.readouterr().err

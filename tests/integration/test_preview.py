@@ -265,8 +265,8 @@ def _planned_message_ids(state: WarehouseState, sync, destination: str) -> dict[
     """The messageIds a run plans now, as the planner writes them into its chunks (this writes a run table)."""
     state.prepare(sync, "planned", destination, state.model_columns(sync.sql), full_resync=False)
     planned = {}
-    for batch in state.warehouse.stream(state.wave_sql(sync.name, "planned", 0, 10**9), 100):
-        for key, count, row_hash, previous_hash, _, _ in (row[:INTERNAL_COLUMNS] for row in batch.rows):
+    for batch in state.warehouse.stream(state.wave_sql(sync, "planned", 0, 10**9), 100):
+        for key, count, row_hash, previous_hash, *_ in (row[:INTERNAL_COLUMNS] for row in batch.rows):
             if key is not None and count == 1:
                 planned[key] = row_message_id(sync, key, previous_hash, row_hash, None)
     return planned

@@ -7,6 +7,7 @@ The 0.1 state below is written with 0.1's own SQL: keys as ``CAST(key AS VARCHAR
 from __future__ import annotations
 
 import duckdb
+import orjson
 import pytest
 
 from segsync.config import DuckDBConnection, parse_sync
@@ -88,3 +89,65 @@ def test_a_fresh_schema_starts_at_the_current_version_with_nothing_to_rekey(tmp_
         # Then it is at the current version, and there is no legacy state to re-key
         assert warehouse.query(f"SELECT MAX(VERSION) FROM {state.version_table}") == [(SCHEMA_VERSION,)]
         assert not rekey_legacy_state(state, SYNC, DESTINATION, state.model_columns(SYNC.sql))
+
+
+CLEARING = parse_sync(
+    {"name": "accounts", "object": "user", "source": "w", "destination": "s", "model": "SELECT * FROM accounts",
+     "key": "account_no", "traits": {"plan": "plan", "seats": "seats"}, "on_removal": "clear"}
+)  # fmt: skip
+
+
+def test_a_version_3_schema_gains_kept_values_and_a_sync_that_starts_clearing_keeps_them_from_the_model(tmp_path):
+    # Given a bookkeeping schema at version 3, whose state was delivered before any sync kept values
+    path = tmp_path / "v3.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE accounts AS SELECT * FROM (VALUES (1, 'free', 3), (2, 'pro', 5)) "
+            "AS t(account_no, plan, seats)"
+        )
+        con.execute("CREATE SCHEMA SEGSYNC")
+        con.execute("CREATE TABLE SEGSYNC.SCHEMA_VERSION (VERSION INTEGER, APPLIED_AT TIMESTAMP)")
+        con.execute("INSERT INTO SEGSYNC.SCHEMA_VERSION VALUES (3, TIMESTAMP '2026-11-01')")
+        con.execute(
+            "CREATE TABLE SEGSYNC.SYNC_STATE (SYNC VARCHAR, DESTINATION VARCHAR, ROW_KEY VARCHAR, ROW_HASH VARCHAR, "
+            "SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
+        )
+        con.execute(
+            "CREATE TABLE SEGSYNC.SYNC_RUNS (SYNC VARCHAR, RUN_ID VARCHAR, STATUS VARCHAR, TRIGGER VARCHAR, "
+            "FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, SOURCE_ROWS BIGINT, NEW_ROWS BIGINT, "
+            "CHANGED_ROWS BIGINT, UNCHANGED_ROWS BIGINT, REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR VARCHAR)"
+        )
+        con.execute(
+            "CREATE TABLE SEGSYNC.REJECTED_RECORDS (SYNC VARCHAR, RUN_ID VARCHAR, ROW_KEY VARCHAR, FIELD VARCHAR, "
+            "REASON VARCHAR, REJECTED_AT TIMESTAMP, SOURCE VARCHAR)"
+        )
+        con.execute("CREATE TABLE SEGSYNC.RUN_FENCE (SYNC VARCHAR, RUN_ID VARCHAR)")
+    with DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
+        state = WarehouseState(warehouse, "SEGSYNC")
+        columns = state.model_columns(CLEARING.sql)
+
+        # When the current version opens it, Then state and history have the new columns
+        state.ensure()
+        assert warehouse.query(f"SELECT MAX(VERSION) FROM {state.version_table}") == [(SCHEMA_VERSION,)]
+        state.record_history({"sync": "accounts", "run_id": "run-0", "status": "committed", "removed": 0})
+        assert warehouse.query("SELECT REMOVED_ROWS, BASELINE FROM SEGSYNC.SYNC_RUNS") == [(0, False)]
+
+        # Given both accounts delivered the way version 3 delivered them: no values kept
+        state.fence(CLEARING.name, "run-1")
+        state.prepare(CLEARING, "run-1", DESTINATION, columns, full_resync=False)
+        assert state.checkpoint(CLEARING, "run-1", DESTINATION, 1, 10) == 2
+        warehouse.execute("UPDATE SEGSYNC.SYNC_STATE SET ROW_VALUES = NULL")
+
+        # When the next run finds both accounts unchanged, Then it keeps the values they were delivered with
+        state.fence(CLEARING.name, "run-2")
+        diff = state.prepare(CLEARING, "run-2", DESTINATION, columns, full_resync=False)
+        state.keep_values(CLEARING, "run-2", DESTINATION)
+        kept = dict(warehouse.query("SELECT ROW_KEY, ROW_VALUES FROM SEGSYNC.SYNC_STATE"))
+        assert diff.unchanged == 2 and orjson.loads(kept["2"]) == {"account_no": "2", "plan": "pro", "seats": "5"}
+
+        # And when account 2 then leaves, its removal carries them
+        warehouse.execute("DELETE FROM accounts WHERE account_no = 2")
+        state.fence(CLEARING.name, "run-3")
+        removal = state.prepare(CLEARING, "run-3", DESTINATION, columns, full_resync=False)
+        [row] = warehouse.query(state.wave_sql(CLEARING, "run-3", 0, 10))
+        assert removal.removed == 1 and (row[0], row[4], orjson.loads(row[6])["plan"]) == ("2", "removed", "pro")

@@ -77,3 +77,48 @@ def test_redshift_texts_are_not_cut_at_256_bytes():
     assert RedshiftDialect().cast_text("x") == "CAST(x AS VARCHAR(65535))"
     assert PostgresDialect().cast_text("x") == "CAST(x AS VARCHAR)"
     assert BigQueryDialect().cast_text("x") == "CAST(x AS STRING)"
+
+
+ALL = [Dialect(), SnowflakeDialect(), PostgresDialect(), RedshiftDialect(), BigQueryDialect(), DatabricksDialect()]
+
+
+@pytest.mark.parametrize("dialect", ALL, ids=lambda d: d.name)
+def test_every_dialect_builds_the_kept_values_object_from_each_name_and_text(dialect):
+    # Given two (name, text expression) pairs, When a dialect writes their JSON object
+    sql = dialect.json_object([("plan", "r.plan_text"), ("renews on", "r.renews_text")])
+
+    # Then both names and both expressions are in it (tests/integration runs it on each engine)
+    assert "plan" in sql and "renews on" in sql and "r.plan_text" in sql and "r.renews_text" in sql
+
+
+def test_postgres_builds_the_object_from_two_arrays_so_a_wide_row_fits():
+    # Given 60 columns (json_build_object takes at most 100 arguments: 50 columns), When written
+    sql = PostgresDialect().json_object([(f"c{i}", f"t{i}") for i in range(60)])
+
+    # Then names and texts go as two arrays, whatever their number
+    assert sql.startswith("CAST(JSON_OBJECT(CAST(ARRAY['c0', 'c1', ") and "JSON_BUILD_OBJECT" not in sql
+
+
+def test_redshift_writes_the_object_out_with_each_string_escaped():
+    # Given Redshift, which builds JSON only from SUPER values, When a pair is written
+    sql = RedshiftDialect().json_object([("plan", "t")])
+
+    # Then the text is assembled, the value's backslashes escaped before its quotes and line breaks, NULL as null
+    assert sql.startswith(
+        """'{' || '"plan":' || COALESCE(CHR(34) || REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(t, CHR(92)"""
+    )
+    assert sql.endswith(", CHR(9), CHR(92) || 't') || CHR(34), 'null') || '}'")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "statement"),
+    [
+        (Dialect(), "ALTER TABLE SEGSYNC.SYNC_STATE ADD COLUMN IF NOT EXISTS ROW_VALUES VARCHAR"),
+        (RedshiftDialect(), "ALTER TABLE SEGSYNC.SYNC_STATE ADD COLUMN ROW_VALUES VARCHAR"),
+        (DatabricksDialect(), "ALTER TABLE SEGSYNC.SYNC_STATE ADD COLUMNS (ROW_VALUES VARCHAR)"),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
+def test_a_column_is_added_as_each_engine_allows(dialect, statement):
+    # Redshift and Spark have no IF NOT EXISTS there: the state checks the column is missing first
+    assert dialect.add_column("SEGSYNC.SYNC_STATE", "ROW_VALUES", "VARCHAR") == statement

@@ -99,6 +99,8 @@ def run_in_stack(args: argparse.Namespace) -> int:
         raise ConfigError("--timeout is how long --wait waits: pass --wait too")
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout:g}: give a number of seconds above 0")
+    if args.mark_synced and args.full_resync:
+        raise ConfigError("--full-resync sends every row and --mark-synced sends none: give one of them")
     name = str(args.file)
     outputs = deployed.stack_outputs(args.stack)
     # Refuse at once what the planner would only fail later, out of sight: a missing or invalid item.
@@ -108,12 +110,20 @@ def run_in_stack(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise ConfigError(f"stack '{outputs.stack}': {exc}") from None
     run_id = new_run_id()
-    request_id = deployed.start_run(outputs.planner_function, name, full_resync=args.full_resync, run_id=run_id)
+    request_id = deployed.start_run(
+        outputs.planner_function,
+        name,
+        full_resync=args.full_resync,
+        run_id=run_id,
+        mark_synced=args.mark_synced,
+        allow_mass_removal=args.allow_mass_removal,
+    )
     started = {
         "stack": outputs.stack,
         "sync": name,
         "run_id": run_id,
         "full_resync": args.full_resync,
+        **({"mark_synced": True} if args.mark_synced else {}),
         "function": outputs.planner_function,
         "request_id": request_id,
     }
@@ -122,7 +132,7 @@ def run_in_stack(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"ok": True, **started})
         return EXIT_OK
-    kind = "full resync" if args.full_resync else "run"
+    kind = "full resync" if args.full_resync else "baseline (--mark-synced)" if args.mark_synced else "run"
     print(f"started a {kind} of sync '{name}' on stack {outputs.stack}: run {run_id}")
     if not sync.enabled:
         print(f"note: sync '{name}' is disabled; a run asked for by name runs anyway, the schedule skips it")

@@ -58,17 +58,20 @@ def list_runs(args: argparse.Namespace) -> int:
         "new",
         "changed",
         "unchanged",
+        "removed",
         "rejected",
         "sent",
         "committed",
     )
     rows = [
-        (r["run_id"], r["status"], _when(r["started_at"]), r["source_rows"], r["new_rows"], r["changed_rows"],
-         r["unchanged_rows"], r["rejected"], r["sent"], r["committed"])
+        (r["run_id"], _status(r), _when(r["started_at"]), r["source_rows"], r["new_rows"], r["changed_rows"],
+         r["unchanged_rows"], r["removed_rows"] or 0, r["rejected"], r["sent"], r["committed"])
         for r in runs
     ]  # fmt: skip
     print("\n".join(table(header, rows, left=3)))
     for r in runs:
+        if r["baseline"]:
+            print(f"{r['run_id']}: baseline (--mark-synced): its rows were recorded as delivered, nothing was sent")
         if r["error"]:
             print(f"{r['run_id']}: {r['error']}")
     return EXIT_OK
@@ -89,6 +92,11 @@ def list_rejected(args: argparse.Namespace) -> int:
     header = ("run", "key", "field", "reason")
     print("\n".join(table(header, [(r["run_id"], r["row_key"], r["field"], r["reason"]) for r in records], left=4)))
     return EXIT_OK
+
+
+def _status(run: dict[str, Any]) -> str:
+    """A run's status, and whether it was a baseline: one that sent nothing on purpose."""
+    return f"{run['status']} (baseline)" if run["baseline"] else run["status"]
 
 
 def _when(moment: datetime | None) -> str:

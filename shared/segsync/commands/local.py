@@ -53,6 +53,18 @@ def register(commands: Any) -> None:
     )
     run.add_argument("--full-resync", action="store_true", help="ignore state: send every row again")
     run.add_argument(
+        "--mark-synced",
+        action="store_true",
+        help="a baseline: record every current row as delivered without sending anything (rows another tool "
+        "already synced); the next run sends only what changes after it",
+    )
+    run.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        help="send removals even when more than the sync's max_removed_share of its keys left the model, or "
+        "the model returned no rows (a run refuses them otherwise)",
+    )
+    run.add_argument(
         "--faults",
         metavar="SPEC",
         help="with --local: send to a local capture endpoint instead of the project's destination, and "
@@ -125,6 +137,10 @@ def run_project(args: argparse.Namespace) -> int:
         raise ConfigError("--faults rehearses on a local stack (--local), not in a deployed one")
     if args.wait or args.timeout is not None:
         raise ConfigError("--wait and --timeout follow a run in a deployed stack (--stack); --local always waits")
+    if args.mark_synced and not args.syncs:
+        raise ConfigError("--mark-synced records rows as delivered without sending them: name the syncs with --sync")
+    if args.mark_synced and args.full_resync:
+        raise ConfigError("--full-resync sends every row and --mark-synced sends none: give one of them")
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
     progress = Progress(sys.stderr)
@@ -134,6 +150,8 @@ def run_project(args: argparse.Namespace) -> int:
                 project,
                 args.syncs,
                 full_resync=args.full_resync,
+                mark_synced=args.mark_synced,
+                allow_mass_removal=args.allow_mass_removal,
                 project_file=str(args.file),
                 progress=progress,
                 tick_seconds=args.tick_seconds,
@@ -149,6 +167,8 @@ def run_project(args: argparse.Namespace) -> int:
                     rehearsal,
                     args.syncs,
                     full_resync=args.full_resync,
+                    mark_synced=args.mark_synced,
+                    allow_mass_removal=args.allow_mass_removal,
                     progress=progress,
                     tick_seconds=args.tick_seconds,
                 )
@@ -302,7 +322,7 @@ def _report(report: Any, args: argparse.Namespace, extra: dict[str, Any]) -> int
 
 
 def _table(report: Any) -> str:
-    header = ("sync", "status", "rows read", "new", "changed", "sent", "batches", "rejected", "seconds")
+    header = ("sync", "status", "rows read", "new", "changed", "removed", "sent", "batches", "rejected", "seconds")
     rows = [
         (
             r.sync,
@@ -310,6 +330,7 @@ def _table(report: Any) -> str:
             f"{r.rows_read:,}",
             f"{r.new:,}",
             f"{r.changed:,}",
+            f"{r.removed:,}",
             f"{r.sent:,}",
             f"{r.batches:,}",
             f"{r.rejected:,}",
@@ -319,6 +340,8 @@ def _table(report: Any) -> str:
     ]
     lines = table(header, rows)
     for r in report.runs:
+        if r.baseline:
+            lines.append(f"{r.sync}: baseline: {r.committed:,} rows recorded as delivered, nothing sent")
         if r.warning:
             lines.append(f"{r.sync}: {r.warning}")
         if r.error:

@@ -16,10 +16,21 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from segsync.changes import (
+    EVENT_OF,
+    NEW,
+    REMOVED,
+    ChunkValues,
+    check_removals,
+    sends_changes,
+    sent_kinds,
+    silent_kinds,
+    tracks_removals,
+)
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json
 from segsync.config import AnySync, SegmentConnection, load_project
 from segsync.console import add_verbose, function_logs, log_path
-from segsync.errors import WarehouseError
+from segsync.errors import MassRemoval, WarehouseError
 from segsync.mapping import Mapped, Mapper, row_message_id
 from segsync.planner import FETCH_ROWS, check_key, encode_row
 from segsync.state import (
@@ -47,7 +58,7 @@ def register(commands: Any) -> None:
     preview = commands.add_parser(
         "preview",
         help="show what the next run of a sync would send: new, changed, unchanged, removed and rejected rows, "
-        "rejections by reason, the first payloads (sends nothing, writes nothing)",
+        "rejections by reason, the first payloads of each kind of change (sends nothing, writes nothing)",
     )
     preview.add_argument("file", type=Path)
     preview.add_argument("--sync", required=True, metavar="NAME", help="the sync to preview")
@@ -56,7 +67,7 @@ def register(commands: Any) -> None:
         type=_count,
         default=DEFAULT_LIMIT,
         metavar="N",
-        help=f"how many payloads to show (default {DEFAULT_LIMIT})",
+        help=f"how many payloads to show of each kind of change (default {DEFAULT_LIMIT})",
     )
     preview.add_argument("--key", metavar="VALUE", help="only the row whose key is VALUE")
     whose = preview.add_mutually_exclusive_group()
@@ -108,8 +119,12 @@ class Preview:
 
     Attributes:
         destination: the destination whose state the rows were compared with; None for the whole model (--all).
-        changes: rows by change kind: ``new`` and ``changed`` go out (rejected ones aside), ``unchanged`` do not.
-        removed: keys delivered before that the model no longer has; a run sends nothing for them.
+        changes: rows by change kind: ``new`` and ``changed`` go out (rejected ones aside), ``unchanged`` do not;
+            where removals are sent, ``removed`` rows too.
+        sends: the messages a run would send, by change kind (rows of a kind the sync sends nothing for are only
+            recorded as delivered).
+        removed: keys delivered before that the model no longer has (sent only where the sync sends removals).
+        warning: why the next run would fail before sending anything (too many removals at once), if it would.
         delivered: keys the state holds for this sync and destination.
         legacy: of those, keys segsync 0.1 wrote, which the next run re-keys before its diff.
         elsewhere: other destinations the state holds this sync's keys for.
@@ -121,6 +136,8 @@ class Preview:
     rows: int = 0
     changes: Counter[str] = field(default_factory=Counter)
     removed: int = 0
+    sends: Counter[str] = field(default_factory=Counter)
+    warning: str | None = None
     delivered: int = 0
     legacy: int = 0
     elsewhere: list[str] = field(default_factory=list)
@@ -148,7 +165,8 @@ class Preview:
         self.messages[MESSAGE_TYPES[self.object]] += 1
         if change is not None:
             self.changes[change] += 1
-        if len(self.payloads) < limit:
+        self.sends[change] += 1
+        if self.sends[change] <= limit:
             self.payloads.append(_shown(mapped, change))
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,6 +176,8 @@ class Preview:
             "changed": self.changes["changed"],
             "unchanged": self.changes["unchanged"],
             "removed": self.removed,
+            "sends": {kind: n for kind, n in self.sends.items() if kind is not None},
+            "warning": self.warning,
             "delivered": self.delivered,
             "legacy_keys": self.legacy,
             "other_destinations": self.elsewhere,
@@ -200,7 +220,8 @@ def preview_sync(sync: AnySync, state: WarehouseState, *, limit: int, key: str |
     result = Preview(sync=sync.name, object=sync.object)
     columns = state.model_columns(sync.sql)
     result.columns = [c.name for c in columns]
-    mapper = Mapper(sync, result.columns)
+    values = ChunkValues(sync, columns, found_at=time.time())
+    mapper = Mapper(sync, values.names)
     model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
     for batch in state.warehouse.stream(state.keyed(sync, columns, model), FETCH_ROWS):
         for raw in batch.rows:
@@ -210,8 +231,8 @@ def preview_sync(sync: AnySync, state: WarehouseState, *, limit: int, key: str |
             result.rows += 1
             checked = check_key(row_key, key_count, sync.key)
             if checked is None:
-                message_id = row_message_id(sync, row_key, None, row_hash, None)
-                checked = encode_row(row_key, (row_key, message_id, *raw[KEYED_COLUMNS:]))
+                message_id = row_message_id(sync, row_key, None, row_hash, None, change=NEW)
+                checked = encode_row(row_key, (row_key, message_id, *values(NEW, None, raw[KEYED_COLUMNS:])))
             result.add(checked, mapper, limit=limit)
     result.seconds = time.monotonic() - started
     return result
@@ -222,25 +243,38 @@ def preview_next_run(
 ) -> Preview:
     """What the next run would do: the planner's diff against what ``destination`` received, only read.
 
-    Rows a run would stream (new, changed, bad keys) get the planner's checks and the messageIds it would
-    write (from the key, the hash delivered last and the new one), then travel as in a chunk, then the
-    sender's mapping; unchanged rows and removed keys are counted in the warehouse. Without a bookkeeping
-    schema every row is new, and none is created.
+    Rows a run would stream (new, changed, bad keys, and removed keys where the sync sends removals) get the
+    planner's checks and the messageIds it would write (from the key, the hash delivered last and the new one;
+    ids a run scopes to itself are shown without its id), then travel as in a chunk, then the sender's mapping;
+    unchanged rows and removed keys are counted in the warehouse. Rows of a kind the sync sends nothing for
+    are counted, not mapped. Without a bookkeeping schema every row is new, and none is created.
     """
     started = time.monotonic()
     result = Preview(sync=sync.name, object=sync.object, destination=destination)
     columns = state.model_columns(sync.sql)
     result.columns = [c.name for c in columns]
-    mapper = Mapper(sync, result.columns)
+    values = ChunkValues(sync, columns, found_at=time.time())
+    mapper = Mapper(sync, values.names)
+    silent = silent_kinds(sync, baseline=False)
     for row in _next_run_rows(sync, state, destination, columns, key, result):
-        row_key, key_count, row_hash, previous_hash, change, _ = row[:INTERNAL_COLUMNS]
-        result.rows += 1
+        row_key, key_count, row_hash, previous_hash, change, _, previous_values = row[:INTERNAL_COLUMNS]
+        result.rows += change != REMOVED
         checked = check_key(row_key, key_count, sync.key)
+        if checked is None and change in silent:
+            result.changes[change] += 1
+            continue
         if checked is None:
-            message_id = row_message_id(sync, row_key, previous_hash, row_hash, None)
-            checked = encode_row(row_key, (row_key, message_id, *row[INTERNAL_COLUMNS:]))
+            message_id = row_message_id(sync, row_key, previous_hash, row_hash, None, change=change)
+            checked = encode_row(
+                row_key, (row_key, message_id, *values(change, previous_values, row[INTERNAL_COLUMNS:]))
+            )
         result.add(checked, mapper, limit=limit, change=change)
     result.rows += result.changes["unchanged"]
+    if tracks_removals(sync) and key is None:
+        try:
+            check_removals(sync, removed=result.removed, delivered=result.delivered, rows=result.rows, allowed=False)
+        except MassRemoval as exc:
+            result.warning = f"the next run would fail: {exc}"
     result.seconds = time.monotonic() - started
     return result
 
@@ -263,7 +297,7 @@ def _next_run_rows(
             keyed += f" WHERE {KEY} = {d.literal(key)}"
         for batch in state.warehouse.stream(keyed, FETCH_ROWS):
             for raw in batch.rows:
-                yield (*raw[:KEYED_COLUMNS], None, "new", None, *raw[KEYED_COLUMNS:])
+                yield (*raw[:KEYED_COLUMNS], None, NEW, None, None, *raw[KEYED_COLUMNS:])
         return
     counts = state.warehouse.query(
         f"SELECT DESTINATION, COUNT(*) FROM {state.state_table} "
@@ -319,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
                     result = preview_next_run(sync, state, destination, limit=args.limit, key=args.key)
         except WarehouseError as exc:
             raise WarehouseError(f"sync '{sync.name}': model query failed: {exc}") from None
-    found = args.key is None or result.rows > 0
+    found = args.key is None or result.rows > 0 or result.changes[REMOVED] > 0
     if args.json:
         print_json({**result.as_dict(), "ok": found, "key": args.key})
     else:
@@ -336,24 +370,30 @@ def _text(result: Preview, sync: AnySync, key: str | None, *, limit: int) -> str
         *_compared(result),
         "",
     ]
-    if key is not None and result.rows == 0:
+    if key is not None and result.rows == 0 and not result.changes[REMOVED]:
         gone = ": it was delivered before and is no longer in the model (a run sends nothing for it)"
         lines.append(f"no row has key {key!r}{gone if result.removed else ''}")
         return "\n".join(lines)
     sent = sum(result.messages.values())
-    lines += _counts(result, sent, kind)
+    lines += _counts(result, sent, sync)
+    if result.warning:
+        lines += ["", result.warning]
     if result.reasons:
         lines += ["", "rejected, by reason:"]
         for group in result.grouped():
             lines.append(f"  {group.count:>8,}  {group.field}: {group.reason}")
             lines.append(f"            e.g. key {group.example_key!r}: {group.example_reason}")
-    if result.payloads:
-        lines += ["", f"first {len(result.payloads)} of {sent:,} messages (sentAt is added at send time):"]
-        for payload in result.payloads:
+    for change, count in result.sends.items():
+        shown = [p for p in result.payloads if p.change == change]
+        if not shown:
+            continue
+        of = f"{count:,} {change} messages" if change else f"{count:,} messages"
+        lines += ["", f"first {len(shown)} of {of} (sentAt is added at send time):"]
+        for payload in shown:
             why = f" ({payload.change})" if payload.change else ""
             lines.append(f"--- key {payload.key!r}{why}, {payload.size:,} bytes")
             lines.append(orjson.dumps(payload.message, option=orjson.OPT_INDENT_2).decode())
-    elif sent and limit == 0:
+    if sent and limit == 0:
         lines += ["", "(--limit 0: no payloads shown)"]
     lines.append(f"\n{result.seconds:.2f} s")
     return "\n".join(lines)
@@ -377,18 +417,33 @@ def _compared(result: Preview) -> list[str]:
     return lines
 
 
-def _counts(result: Preview, sent: int, kind: str) -> list[str]:
+def _counts(result: Preview, sent: int, sync: AnySync) -> list[str]:
+    kind = MESSAGE_TYPES[sync.object]
     if result.destination is None:
         rows = [("rows", result.rows, ""), ("messages", sent, kind), ("rejected", result.rejected, "")]
     else:
         rows = [
             ("rows", result.rows, ""),
-            ("new", result.changes["new"], f"to send ({kind})"),
-            ("changed", result.changes["changed"], f"to send ({kind})"),
+            ("new", result.changes["new"], _what(sync, "new")),
+            ("changed", result.changes["changed"], _what(sync, "changed")),
             ("unchanged", result.changes["unchanged"], "delivered before as they are: not sent"),
             ("rejected", result.rejected, ""),
-            ("removed", result.removed, "delivered before, no longer in the model: nothing is sent for them"),
+            ("removed", result.removed, _what(sync, REMOVED)),
         ]
     label = max(len(name) for name, _, _ in rows) + 2
     width = max(len(f"{n:,}") for _, n, _ in rows)
     return [f"{name:<{label}}{n:>{width},}  {note}".rstrip() for name, n, note in rows]
+
+
+def _what(sync: AnySync, change: str) -> str:
+    """What a row of ``change`` becomes in the next run of ``sync``, in a few words."""
+    kind = MESSAGE_TYPES[sync.object]
+    if change not in sent_kinds(sync):
+        if change == REMOVED and not tracks_removals(sync):
+            return "delivered before, no longer in the model: nothing is sent for them"
+        return f"recorded as delivered, not sent (no '{EVENT_OF[change]}' event is named)"
+    if sends_changes(sync):
+        return f"to send (track '{getattr(sync.events, EVENT_OF[change])}')"
+    if change == REMOVED:
+        return f"to send ({kind} with every trait null: on_removal clear)"
+    return f"to send ({kind})"

@@ -43,6 +43,8 @@ def run_local(
     sync_names: list[str] | None = None,
     *,
     full_resync: bool = False,
+    mark_synced: bool = False,
+    allow_mass_removal: bool = False,
     trigger: str = "local",
     sender_timeout_s: float = SENDER_TIMEOUT_S,
     driver_options: dict[str, Any] | None = None,
@@ -57,7 +59,8 @@ def run_local(
     the warehouse moves forward only for what Segment accepted. ``driver_options`` go to LocalDriver
     (``batch_size``, ``retry_delay_s``, ``deliver_twice``), to rehearse how SQS and Lambda behave.
     ``project_file`` is the file notifications name in the command that shows more. ``progress`` is told
-    each step (the CLI draws it; by default nothing is printed).
+    each step (the CLI draws it; by default nothing is printed). ``mark_synced`` and ``allow_mass_removal``
+    go to the planner as its event's fields (a baseline; removals past ``max_removed_share``).
     """
     names = sync_names or [s.name for s in project.syncs if s.enabled]
     for name in names:
@@ -81,7 +84,15 @@ def run_local(
             **(driver_options or {}),
         )
         progress.phase(f"planning {', '.join(names)}")
-        planned = driver.plan({"syncs": names, "trigger": trigger, "full_resync": full_resync})["runs"]
+        planned = driver.plan(
+            {
+                "syncs": names,
+                "trigger": trigger,
+                "full_resync": full_resync,
+                "mark_synced": mark_synced,
+                "allow_mass_removal": allow_mass_removal,
+            }
+        )["runs"]
         runs = RunStore(stack.table(RUNS_TABLE))
         progress.bar("sending", sum(run.get("rows_to_send", 0) for run in _items(runs, planned)), "rows")
 

@@ -13,6 +13,7 @@ never on session settings (time zone, output formats), and is the same in every 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -158,6 +159,18 @@ class Dialect:
         parts = " || ".join(f"COALESCE({self.cast_text(f'LENGTH({t})')} || ':' || {t}, '~')" for t in texts)
         return f"{seed} || {parts}"
 
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        """SQL for the JSON text of an object of (name, text expression) pairs, a NULL kept as ``null``.
+
+        State keeps a delivered row's values in one (``ROW_VALUES``), each value its canonical text. An
+        engine that drops a NULL member instead loses nothing: a missing name reads back as NULL.
+        """
+        return f"CAST(TO_JSON(STRUCT_PACK({', '.join(f'{self.quote(n)} := {e}' for n, e in pairs)})) AS VARCHAR)"
+
+    def add_column(self, table: str, column: str, type_: str) -> str:
+        """A statement adding a nullable column to a bookkeeping table (the caller checks it is missing)."""
+        return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {type_}"
+
     def trim_fraction(self, text: str) -> str:
         """Drop trailing zeros after a decimal point, then a bare point: ``7.50`` → ``7.5``, ``7.00`` → ``7``.
 
@@ -176,6 +189,10 @@ class SnowflakeDialect(Dialect):
 
     def literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        # OBJECT_CONSTRUCT would drop a NULL value's key; the _KEEP_NULL form writes it as JSON null.
+        return f"TO_JSON(OBJECT_CONSTRUCT_KEEP_NULL({', '.join(f'{self.literal(n)}, {e}' for n, e in pairs)}))"
 
     def trim_fraction(self, text: str) -> str:
         # A regular expression rather than RTRIM(x, chars), which fakesnow (the tests' Snowflake) misreads.
@@ -217,6 +234,9 @@ class SnowflakeDialect(Dialect):
         return super().text(expr, kind)
 
 
+JSON_ESCAPES = (("\\", "CHR(92) || CHR(92)"), ('"', "CHR(92) || CHR(34)"), ("\n", "CHR(92) || 'n'"),
+                ("\r", "CHR(92) || 'r'"), ("\t", "CHR(92) || 't'"))  # fmt: skip
+"""What a JSON string escapes, as written by engines that build JSON text themselves (the backslash first)."""
 TRIM_SAFE = "CASE WHEN POSITION('.' IN {t}) > 0 THEN RTRIM(RTRIM({t}, '0'), '.') ELSE {t} END"
 """Trailing zeros trimmed only from a text that holds a point: an unconstrained NUMERIC may print ``10``."""
 JSON_SPACES = r'("(?:[^"\\]|\\.)*")|\s+'
@@ -254,6 +274,12 @@ class PostgresDialect(Dialect):
 
     def trim_fraction(self, text: str) -> str:
         return TRIM_SAFE.format(t=text)
+
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        # Two text arrays rather than json_build_object, whose 100 arguments would cap a row at 50 columns.
+        names = ", ".join(self.literal(n) for n, _ in pairs)
+        texts = ", ".join(self.cast_text(e) for _, e in pairs)
+        return self.cast_text(f"JSON_OBJECT(CAST(ARRAY[{names}] AS TEXT[]), CAST(ARRAY[{texts}] AS TEXT[]))")
 
     def row_hash(self, seed: str, texts: list[str]) -> str:
         return f"MD5({self.length_prefixed(seed, texts)})"
@@ -298,6 +324,26 @@ class RedshiftDialect(PostgresDialect):
     name = "redshift"
     string_type = "VARCHAR(65535)"
 
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        # Redshift builds JSON only out of SUPER values, and PostgreSQL's JSON_OBJECT is not Redshift's: the
+        # text is written out, each value a JSON string with its backslashes, quotes and line breaks escaped.
+        # (A rarer control character stays raw: segsync reads these texts leniently.)
+        members = " || ',' || ".join(
+            f"{self.literal(json.dumps(n, ensure_ascii=False) + ':')} || COALESCE({self._json_string(e)}, 'null')"
+            for n, e in pairs
+        )
+        return f"'{{' || {members} || '}}'"
+
+    def _json_string(self, expr: str) -> str:
+        escaped = expr
+        for char, escape in JSON_ESCAPES:
+            escaped = f"REPLACE({escaped}, CHR({ord(char)}), {escape})"
+        return f"CHR(34) || {escaped} || CHR(34)"
+
+    def add_column(self, table: str, column: str, type_: str) -> str:
+        # Redshift's ADD COLUMN has no IF NOT EXISTS.
+        return f"ALTER TABLE {table} ADD COLUMN {column} {type_}"
+
     def text(self, expr: str, kind: Kind) -> str:
         if kind is Kind.BINARY:
             return f"LOWER(TO_HEX({expr}))"
@@ -318,6 +364,9 @@ class BigQueryDialect(Dialect):
 
     def literal(self, text: str) -> str:
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        return f"TO_JSON_STRING(STRUCT({', '.join(f'{e} AS {self.quote(n)}' for n, e in pairs)}))"
 
     def table_exists(self, schema: str, name: str) -> str:
         # A dataset's own INFORMATION_SCHEMA: no region qualifier needed.
@@ -381,6 +430,15 @@ class DatabricksDialect(Dialect):
     def table_exists(self, schema: str, name: str) -> str:
         # SHOW TABLES works in the Hive metastore and in Unity Catalog alike; its pattern ignores case.
         return f"SHOW TABLES IN {schema} LIKE {self.literal(name.lower())}"
+
+    def json_object(self, pairs: list[tuple[str, str]]) -> str:
+        # TO_JSON drops a NULL member unless told not to.
+        members = ", ".join(f"{self.literal(n)}, {e}" for n, e in pairs)
+        return f"TO_JSON(NAMED_STRUCT({members}), MAP('ignoreNullFields', 'false'))"
+
+    def add_column(self, table: str, column: str, type_: str) -> str:
+        # Spark's ADD COLUMNS has no IF NOT EXISTS.
+        return f"ALTER TABLE {table} ADD COLUMNS ({column} {type_})"
 
     def trim_fraction(self, text: str) -> str:
         return f"REGEXP_REPLACE({text}, {self.literal(TRAILING_ZEROS)}, '')"
