@@ -13,7 +13,7 @@ from segsync.chunks import Chunker, dump_row, header
 from segsync.config import AnySync, SegmentConnection
 from segsync.mapping import Mapper, row_message_id
 from segsync.observability import logger
-from segsync.pacing import chunk_rows
+from segsync.pacing import chunk_rows, destination_pace
 from segsync.queue import ChunkQueue
 from segsync.state import (
     DUPLICATE_KEY_REASON,
@@ -38,9 +38,8 @@ class PlanLimits:
 
     chunk_rows: int = 1_000
     chunk_bytes: int = 1_000_000
-    sender_concurrency: int = 1
     events_per_second_cap: int | None = None
-    """The senders' concurrency and the stack's pace cap: a slow destination gets smaller chunks (segsync.pacing)."""
+    """The stack's pace cap: a slow destination gets smaller chunks (segsync.pacing)."""
     plan_ahead_s: float = 300.0
     """At most this many seconds of the destination's pace wait in the queue (segsync.waves)."""
     work_s: float = 300.0
@@ -194,7 +193,7 @@ class Planner:
     ) -> list[Wave]:
         """Queue the run's next waves until ``plan_ahead_s`` of the pace waits in the queue, the rows run
         out, or this invocation's ``work_s`` is spent; record each wave as it is queued."""
-        pace = min(destination.events_per_second, self._limits.events_per_second_cap or destination.events_per_second)
+        pace = destination_pace(destination.events_per_second, self._limits.events_per_second_cap)
         deadline = self._clock() + self._limits.work_s
         queued = []
         while not run.get("planning_done") and self._clock() < deadline:
@@ -245,10 +244,7 @@ class Planner:
                 [c.name for c in columns],
             ),
             max_rows=chunk_rows(
-                destination.events_per_second,
-                self._limits.events_per_second_cap,
-                self._limits.sender_concurrency,
-                self._limits.chunk_rows,
+                destination.events_per_second, self._limits.events_per_second_cap, self._limits.chunk_rows
             ),
             max_body_bytes=self._limits.chunk_bytes,
             number=run["chunks_enqueued"],

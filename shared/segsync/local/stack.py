@@ -85,7 +85,6 @@ def create_resources(endpoint: str | None, allowed_endpoints: Iterable[str] = ()
         "SYNCS_TABLE": SYNCS_TABLE,
         "RUNS_TABLE": RUNS_TABLE,
         "QUEUE_URL": queue_url,
-        "SENDER_MAX_CONCURRENCY": "1",
         "SEGMENT_ALLOWED_ENDPOINTS": ",".join(allowed_endpoints),
         "POWERTOOLS_SERVICE_NAME": "segsync",
         "POWERTOOLS_METRICS_NAMESPACE": "segsync",
