@@ -28,6 +28,8 @@ from segsync.upgrade import rekey_legacy_state
 from segsync.waves import release_delay, wave_rows
 
 FETCH_ROWS = 10_000
+WAVE_SPAN = 50_000
+"""Run-table rows (by SEQ) a wave reads per query: what the warehouse sorts at once, whatever the model's size."""
 MAX_ROW_BYTES = 512 * 1024
 REJECTION_FLUSH = 500
 
@@ -252,17 +254,22 @@ class Planner:
         read = _WaveRead(sync, run_id, last_seq=run["enqueued_seq"])
 
         def accepted() -> Iterator[bytes]:
-            for batch in state.warehouse.stream(
-                state.wave_sql(sync.name, run_id, run["enqueued_seq"], budget), FETCH_ROWS
-            ):
-                for row in batch.rows:
-                    encoded = read.encode(row)
-                    if encoded is not None:
-                        yield encoded
-                    if len(read.rejections) >= REJECTION_FLUSH:
-                        read.flush(state, number)
-                if self._clock() >= deadline:
-                    return
+            # Span by span of the run table, so the warehouse never sorts more than WAVE_SPAN rows at once.
+            after, left, end = run["enqueued_seq"], budget, state.last_seq(sync.name, run_id)
+            while left > 0 and after < end:
+                through = min(end, after + WAVE_SPAN)
+                sql = state.wave_sql(sync.name, run_id, after, left, through)
+                for batch in state.warehouse.stream(sql, FETCH_ROWS):
+                    left -= len(batch.rows)
+                    for row in batch.rows:
+                        encoded = read.encode(row)
+                        if encoded is not None:
+                            yield encoded
+                        if len(read.rejections) >= REJECTION_FLUSH:
+                            read.flush(state, number)
+                    if self._clock() >= deadline:
+                        return
+                after = through
 
         ahead = queued_rows
         rows = 0

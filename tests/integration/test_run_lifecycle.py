@@ -14,6 +14,7 @@ import duckdb
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from segsync import planner as planner_module
 from segsync.chunks import decode
 from segsync.config import DuckDBConnection
 from segsync.lifecycle import RunLifecycle
@@ -56,6 +57,7 @@ class Parts:
         self.sync = project.sync("demo-users")
         self.destination = project.connections["segment"].model_copy(update={"events_per_second": 1_000})
         self.clock = clock
+        self.sent_keys: list[str] = []
 
     def planner_invocation(self) -> RunLifecycle:
         """Another planner invocation (its own worker id), sharing the tables and the clock."""
@@ -86,6 +88,7 @@ class Parts:
             rejected = [Rejection(row[0], "userId", "test") for row in chunk.rows if row[0] == reject]
             if rejected:
                 self.runs.put_rejections("demo-users", chunk.run_id, chunk.number, rejected)
+            self.sent_keys.extend(row[0] for row in chunk.rows)
             tally = ChunkTally(len(chunk.rows), len(chunk.rows) - len(rejected), len(rejected), 1, 1, 0)
             self.runs.record_chunk(chunk.run_id, chunk.number, tally)
             sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
@@ -127,6 +130,43 @@ def test_a_run_goes_out_in_waves_and_commits_each_wave_as_it_is_delivered(parts)
     assert (item["status"], item["waves"], item["checkpoints"], item["committed"]) == ("committed", 3, 3, 300)
     assert item["peak_queued_rows"] == 100
     assert parts.runs.lock("demo-users") is None and parts.run_tables() == []
+
+
+def test_waves_read_the_run_table_a_span_at_a_time_each_row_once_in_order(parts, monkeypatch):
+    # Given waves read 7 rows of the run table per query (so a wave of 100 rows takes many spans)
+    monkeypatch.setattr(planner_module, "WAVE_SPAN", 7)
+    spans = []
+    real = WarehouseState.wave_sql
+
+    def wave_sql(self, sync_name, run_id, after_seq, rows, through_seq=None):
+        spans.append((after_seq, through_seq))
+        return real(self, sync_name, run_id, after_seq, rows, through_seq)
+
+    monkeypatch.setattr(WarehouseState, "wave_sql", wave_sql)
+
+    # When a first run goes out, wave by wave
+    parts.start()
+    item = {}
+    while item.get("status") != "committed":
+        parts.deliver()
+        item = parts.tick()
+
+    # Then every user went out once, in order, and no query spanned more than 7 rows of the run table
+    assert parts.sent_keys == [f"user_{i:06d}" for i in range(1, 301)] and item["waves"] == 3
+    assert all(through - after <= 7 for after, through in spans if through is not None)
+
+    # When every 13th user changes, and the next run goes out (its changed rows far apart in the run table)
+    parts.warehouse.execute("UPDATE users SET plan = plan || '+' WHERE CAST(substr(user_id, 6) AS INTEGER) % 13 = 0")
+    parts.sent_keys.clear()
+    parts.start()
+    item = {}
+    while item.get("status") != "committed":
+        parts.deliver()
+        item = parts.tick()
+
+    # Then exactly the changed users went out, once each, in order, in a single wave
+    assert parts.sent_keys == [f"user_{i:06d}" for i in range(13, 301, 13)]
+    assert (item["waves"], item["committed"]) == (1, 23)
 
 
 def test_a_run_longer_than_its_lock_keeps_it_while_it_makes_progress(parts, clock):
