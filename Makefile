@@ -24,7 +24,7 @@ run: $(STAMP) ## Run the demo on the embedded default (DuckDB, moto, local captu
 test: $(STAMP) ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest
 
-bench: $(STAMP) ## Benchmark sender (vs the official library), planner, incremental, end to end, cost (~5 min)
+bench: $(STAMP) ## Benchmark sender (vs the official library), planner, incremental, end to end, paced cost (~10 min)
 	$(BIN)/python -m bench
 
 faults: $(STAMP) ## Run the fault-injection suite and print its figures (sent, received, duplicates, lost)

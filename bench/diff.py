@@ -19,9 +19,11 @@ from pathlib import Path
 from bench.common import SYNC_NAME, project, write_result
 
 REPEATS = 3
+RUN_ID = "20260101T000000Z-000000"
+"""The run table both statements write (a run id as ``planner.new_run_id`` makes them)."""
 
 
-def legacy_statement(state, sync, destination: str, columns) -> str:
+def legacy_statement(state, sync, run_id: str, destination: str, columns) -> str:
     """0.1's run table statement (Update or Create), as it was written, over today's state table."""
     from segsync.state import nested
     from segsync.upgrade import legacy_hash, legacy_key
@@ -33,7 +35,7 @@ def legacy_statement(state, sync, destination: str, columns) -> str:
         "ELSE 'unchanged' END"
     )
     return (
-        f"CREATE OR REPLACE TABLE {state.run_table(sync.name)} AS\n"
+        f"CREATE OR REPLACE TABLE {state.run_table(sync.name, run_id)} AS\n"
         f"WITH m AS (SELECT * FROM (\n{nested(sync.sql)}\n) AS src),\n"
         f"k AS (SELECT {key} AS __segsync_key, COUNT(*) OVER (PARTITION BY {key}) AS __segsync_key_count, "
         f"{legacy_hash(state, sync, columns, 'm')} AS __segsync_row_hash, m.* FROM m)\n"
@@ -63,15 +65,15 @@ def main() -> int:
         columns = state.model_columns(sync.sql)
         rows = warehouse.query(f"SELECT COUNT(*) FROM ({sync.sql}) AS m")[0][0]
         statements = {
-            "current": state.diff_statement(sync, destination, columns, full_resync=False),
-            "legacy": legacy_statement(state, sync, destination, columns),
+            "current": state.diff_statement(sync, RUN_ID, destination, columns, full_resync=False),
+            "legacy": legacy_statement(state, sync, RUN_ID, destination, columns),
         }
         for _ in range(REPEATS):
             for name, statement in statements.items():
                 started = time.perf_counter()
                 warehouse.execute(statement)
                 timings[name].append(time.perf_counter() - started)
-        state.drop_run(sync.name)
+        state.drop_run(sync.name, RUN_ID)
     current, baseline = statistics.median(timings["current"]), statistics.median(timings["legacy"])
     write_result(
         args.result,
