@@ -19,11 +19,9 @@ from pathlib import Path
 from bench.common import SYNC_NAME, project, write_result
 
 REPEATS = 3
-RUN_ID = "20260101T000000Z-000000"
-"""The run table both statements write (a run id as ``planner.new_run_id`` makes them)."""
 
 
-def legacy_statement(state, sync, run_id: str, destination: str, columns) -> str:
+def legacy_statement(state, sync, destination: str, columns) -> list[str]:
     """0.1's run table statement (Update or Create), as it was written, over today's state table."""
     from segsync.state import nested
     from segsync.upgrade import legacy_hash, legacy_key
@@ -34,15 +32,15 @@ def legacy_statement(state, sync, run_id: str, destination: str, columns) -> str
         "CASE WHEN s.ROW_KEY IS NULL THEN 'new' WHEN s.ROW_HASH <> k.__segsync_row_hash THEN 'changed' "
         "ELSE 'unchanged' END"
     )
-    return (
-        f"CREATE OR REPLACE TABLE {state.run_table(sync.name, run_id)} AS\n"
+    return d.create_table_as(
+        state.run_table(sync.name, "bench"),
         f"WITH m AS (SELECT * FROM (\n{nested(sync.sql)}\n) AS src),\n"
         f"k AS (SELECT {key} AS __segsync_key, COUNT(*) OVER (PARTITION BY {key}) AS __segsync_key_count, "
         f"{legacy_hash(state, sync, columns, 'm')} AS __segsync_row_hash, m.* FROM m)\n"
         f"SELECT k.__segsync_key, k.__segsync_key_count, k.__segsync_row_hash, {change} AS __segsync_change, "
         + ", ".join(f"k.{d.quote(c.name)}" for c in columns)
         + f"\nFROM k LEFT JOIN {state.state_table} AS s ON s.SYNC = {d.literal(sync.name)} "
-        f"AND s.DESTINATION = {d.literal(destination)} AND s.ROW_KEY = k.__segsync_key"
+        f"AND s.DESTINATION = {d.literal(destination)} AND s.ROW_KEY = k.__segsync_key",
     )
 
 
@@ -65,15 +63,15 @@ def main() -> int:
         columns = state.model_columns(sync.sql)
         rows = warehouse.query(f"SELECT COUNT(*) FROM ({sync.sql}) AS m")[0][0]
         statements = {
-            "current": state.diff_statement(sync, RUN_ID, destination, columns, full_resync=False),
-            "legacy": legacy_statement(state, sync, RUN_ID, destination, columns),
+            "current": state.diff_statement(sync, "bench", destination, columns, full_resync=False),
+            "legacy": legacy_statement(state, sync, destination, columns),
         }
         for _ in range(REPEATS):
             for name, statement in statements.items():
                 started = time.perf_counter()
-                warehouse.execute(statement)
+                warehouse.execute_all(statement)
                 timings[name].append(time.perf_counter() - started)
-        state.drop_run(sync.name, RUN_ID)
+        state.drop_run(sync.name, "bench")
     current, baseline = statistics.median(timings["current"]), statistics.median(timings["legacy"])
     write_result(
         args.result,

@@ -196,6 +196,18 @@ def render(results: dict[str, Any]) -> str:
         f"{first['queued_rows']:,} rows queued ({first['queued_messages']:,} chunks) against {large['queued_rows']:,}; "
         "each later tick queues the next wave as the last drains",
     ]
+    if "warehouses" in results:
+        by = results["warehouses"]
+        out += ["", f"2b. Planner per warehouse: the same {by['users']:,}-row model and sync, a first run"]
+        out += _table(
+            ("warehouse", "rows/s", "wall s", "planner CPU s"),
+            [
+                (name, f"{by[name]['rows_per_s']:,}", f"{by[name]['wall_s']:.2f}", f"{by[name]['planner_cpu_s']:.2f}")
+                for name in ("duckdb", "postgres")
+            ],
+            2,
+        )
+        out += ["(Redshift, BigQuery, Databricks: only emulators run here, whose speed says nothing of the services)"]
 
     out += ["", f"3. Incremental: {incremental['changed']:,} of {incremental['rows_read']:,} users changed"]
     out += _table(

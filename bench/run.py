@@ -539,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
         moto = Service("moto", workdir / "moto.log")
         services.append(moto)
         planner = planner_scenario(runner, moto, scale)
+        warehouses = runner.run(
+            "warehouses", str(workdir), str(scale.planner_small), moto.url,
+            label=f"planner per warehouse: {scale.planner_small:,} users, DuckDB and PostgreSQL",
+        )  # fmt: skip
         moto.close()
         diff = diff_scenario(runner, scale)
         end_to_end, incremental = pipeline_scenario(runner, endpoint, scale)
@@ -566,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         "sender": sender,
         "official": official,
         "planner": planner,
+        "warehouses": warehouses,
         "diff": diff,
         "incremental": incremental,
         "end_to_end": end_to_end,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,14 @@ import yaml
 from aws_lambda_powertools.utilities import parameters
 
 from segsync import handlers, settings
+from segsync.config import BigQueryConnection, DatabricksConnection, PostgresConnection
 from segsync.local.capture import CaptureServer
 from segsync.local.demo import build_warehouse
 from segsync.observability import metrics
+
+from . import bigquery_emulator as bq
+from . import databricks_emulator as dbx
+from . import postgres_server as pg
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -74,3 +81,89 @@ def point_at(project_file: Path, endpoint: str, events_per_second: int = 1_000_0
         change(next(s for s in data["syncs"] if s["name"] == name.replace("_", "-")))
     project_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return project_file
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg.PostgresServer]:
+    """One real PostgreSQL server for the whole session (about a second to start), stopped at its end."""
+    try:
+        server = pg.start()
+    except RuntimeError as exc:
+        pytest.fail(f"no PostgreSQL server could be started: {exc}")
+    yield server
+    pg.stop(server)
+
+
+@pytest.fixture
+def postgres_connection(
+    postgres_server: pg.PostgresServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> PostgresConnection:
+    """A fresh database for this test, and segsync's connection to it (its password in the environment)."""
+    database = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:60]
+    postgres_server.create_database(database)
+    monkeypatch.setenv("POSTGRES_CREDENTIALS", json.dumps({"password": pg.PASSWORD}))
+    return PostgresConnection.model_validate(
+        {"type": "postgres", "host": postgres_server.host, "port": postgres_server.port, "database": database,
+         "user": pg.USER, "sslmode": "disable", "credentials": {"env": "POSTGRES_CREDENTIALS"}}
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bq.Emulator]:
+    """bqemulator for the whole session (a few seconds to start), stopped at its end."""
+    try:
+        emulator = bq.start(tmp_path_factory.mktemp("bqemulator") / "log")
+    except RuntimeError as exc:
+        pytest.fail(f"no BigQuery emulator could be started: {exc}")
+    yield emulator
+    bq.stop(emulator)
+
+
+@pytest.fixture(scope="session")
+def bigquery_tokens() -> Iterator[bq.TokenEndpoint]:
+    endpoint = bq.TokenEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture
+def bigquery_connection(
+    bigquery_emulator: bq.Emulator, bigquery_tokens: bq.TokenEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> BigQueryConnection:
+    """segsync's connection to the emulator, as a service account whose key is in the environment; the
+    bookkeeping dataset (SEGSYNC) and the models' (MODELS) start empty."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    admin = bigquery.Client(project=bq.PROJECT, credentials=AnonymousCredentials(),
+                            client_options=ClientOptions(api_endpoint=bigquery_emulator.url))  # fmt: skip
+    for dataset in ("SEGSYNC", "MODELS"):
+        admin.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    admin.create_dataset("MODELS")
+    admin.close()
+    monkeypatch.setenv("BIGQUERY_CREDENTIALS", bigquery_tokens.service_account())
+    return BigQueryConnection.model_validate(
+        {"type": "bigquery", "project": bq.PROJECT, "location": "US", "api_endpoint": bigquery_emulator.url,
+         "credentials": {"env": "BIGQUERY_CREDENTIALS"}}
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dbx.Emulator]:
+    """The SQL Statement Execution API on a local Spark for the whole session (Spark takes ~15 s to start)."""
+    try:
+        emulator = dbx.start(tmp_path_factory.mktemp("spark"))
+    except RuntimeError as exc:
+        pytest.fail(f"no Databricks emulator could be started: {exc}")
+    yield emulator
+    dbx.stop(emulator)
+
+
+@pytest.fixture
+def databricks_connection(databricks_emulator: dbx.Emulator, monkeypatch: pytest.MonkeyPatch) -> DatabricksConnection:
+    monkeypatch.setenv("DATABRICKS_CREDENTIALS", json.dumps({"token": dbx.TOKEN}))
+    return DatabricksConnection.model_validate(
+        {"type": "databricks", "server_hostname": databricks_emulator.url, "http_path": dbx.HTTP_PATH,
+         "credentials": {"env": "DATABRICKS_CREDENTIALS"}}
+    )  # fmt: skip

@@ -82,7 +82,100 @@ class SnowflakeConnection(Model):
     state_schema: str = "SEGSYNC"
 
 
-WarehouseConnection = Annotated[DuckDBConnection | SnowflakeConnection, Field(discriminator="type")]
+class PostgresConnection(Model):
+    """A PostgreSQL database; the password comes from Secrets Manager or the environment."""
+
+    type: Literal["postgres"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=5432, gt=0, lt=65536)
+    database: str = Field(min_length=1)
+    user: str = Field(min_length=1)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer", description="libpq's sslmode: require (or verify-full) across any network you do not own"
+    )
+    credentials: SecretRef = Field(description='JSON {"password": "..."}, or the password itself')
+    state_schema: str = "SEGSYNC"
+    connect_timeout: int = Field(default=10, gt=0, description="seconds to wait for the server to answer")
+
+
+class RedshiftConnection(Model):
+    """An Amazon Redshift database, reached through the Redshift Data API with the planner's IAM role.
+
+    A provisioned cluster (``cluster_identifier``) signs in as ``db_user`` with temporary credentials, or
+    with the username and password of the Secrets Manager secret ``secret_arn``; a Serverless workgroup
+    (``workgroup_name``) as the role itself, or with ``secret_arn``.
+    """
+
+    type: Literal["redshift"]
+    database: str = Field(min_length=1)
+    cluster_identifier: str | None = None
+    workgroup_name: str | None = None
+    db_user: str | None = Field(default=None, description="a provisioned cluster's user for IAM temporary credentials")
+    secret_arn: str | None = Field(default=None, description="a Secrets Manager secret holding username and password")
+    region: str | None = Field(default=None, description="the cluster's region (default: the planner's)")
+    endpoint_url: str | None = Field(
+        default=None, description="another Data API endpoint (a VPC interface endpoint's URL); default: AWS's"
+    )
+    state_schema: str = "SEGSYNC"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RedshiftConnection:
+        if (self.cluster_identifier is None) == (self.workgroup_name is None):
+            raise ValueError("give exactly one of 'cluster_identifier' (provisioned) or 'workgroup_name' (Serverless)")
+        if self.cluster_identifier and not (self.db_user or self.secret_arn):
+            raise ValueError("a provisioned cluster needs 'db_user' (IAM temporary credentials) or 'secret_arn'")
+        return self
+
+
+class BigQueryConnection(Model):
+    """A Google BigQuery project; the service account's JSON key comes from Secrets Manager or the environment."""
+
+    type: Literal["bigquery"]
+    project: str = Field(min_length=1, description="the project queries run (and are billed) in")
+    dataset: str = Field(default="SEGSYNC", description="the dataset segsync keeps its bookkeeping tables in")
+    location: str = Field(default="US", description="where the dataset and the query jobs live (US, EU, a region)")
+    credentials: SecretRef = Field(description="the service account's JSON key")
+    api_endpoint: str | None = Field(
+        default=None, description="another BigQuery API base (a Private Service Connect endpoint)"
+    )
+
+    @property
+    def state_schema(self) -> str:
+        """BigQuery's schemas are datasets: the bookkeeping one."""
+        return self.dataset
+
+
+class DatabricksConnection(Model):
+    """A Databricks SQL warehouse; its token comes from Secrets Manager or the environment."""
+
+    type: Literal["databricks"]
+    server_hostname: str = Field(min_length=1, description="e.g. dbc-a1b2c3d4-e5f6.cloud.databricks.com")
+    http_path: str = Field(min_length=1, description="the SQL warehouse's HTTP path, /sql/1.0/warehouses/...")
+    catalog: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    credentials: SecretRef = Field(
+        description='a personal access or service principal token: JSON {"token": ...} or the token'
+    )
+    state_schema: str = "SEGSYNC"
+
+
+AnyWarehouseConnection = (
+    DuckDBConnection
+    | SnowflakeConnection
+    | PostgresConnection
+    | RedshiftConnection
+    | BigQueryConnection
+    | DatabricksConnection
+)
+WAREHOUSE_CONNECTIONS = (
+    DuckDBConnection,
+    SnowflakeConnection,
+    PostgresConnection,
+    RedshiftConnection,
+    BigQueryConnection,
+    DatabricksConnection,
+)
+WarehouseConnection = Annotated[AnyWarehouseConnection, Field(discriminator="type")]
 
 
 class SegmentConnection(Model):
@@ -140,7 +233,7 @@ def _loopback(url: str | None) -> bool:
         return False
 
 
-Connection = Annotated[DuckDBConnection | SnowflakeConnection | SegmentConnection, Field(discriminator="type")]
+Connection = Annotated[AnyWarehouseConnection | SegmentConnection, Field(discriminator="type")]
 
 
 class Value(Model):
@@ -587,7 +680,7 @@ class Project(Model):
                 raise ValueError(f"sync '{sync.name}' is defined twice")
             seen.add(sync.name)
             source = self.connections.get(sync.source)
-            if not isinstance(source, DuckDBConnection | SnowflakeConnection):
+            if not isinstance(source, WAREHOUSE_CONNECTIONS):
                 raise ValueError(f"sync '{sync.name}': source '{sync.source}' is not a warehouse connection")
             destination = self.connections.get(sync.destination)
             if not isinstance(destination, SegmentConnection):
@@ -755,7 +848,7 @@ def _where(loc: list[Any], raw: Any) -> str:
 
 
 SYNC_TAGS = ("user", "track", "group")
-CONNECTION_TAGS = ("duckdb", "snowflake", "segment")
+CONNECTION_TAGS = ("duckdb", "snowflake", "postgres", "redshift", "bigquery", "databricks", "segment")
 UNION_BRANCHES = ("constrained-str", "Value", "Column", "str", "sql", "dbt")
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from segsync.config import DuckDBConnection, SegmentConnection, SnowflakeConnection
+from segsync.config import WAREHOUSE_CONNECTIONS, AnyWarehouseConnection, SegmentConnection
 from segsync.dispatch import Dispatcher, Invoke
 from segsync.endpoints import SenderPolicy
 from segsync.errors import ConfigError, SegsyncError
@@ -52,8 +52,9 @@ class PlannerEvent(BaseModel):
     sync: str | None = None
     full_resync: bool = False
     trigger: str = "schedule"
-    run_id: str | None = Field(default=None, pattern=r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-    """The id a caller chose for a one-sync run so it can follow it (``segsync run --wait``)."""
+    run_id: str | None = Field(default=None, pattern=r"^\d{8}T\d{6}(\d{3})?Z-[0-9a-f]{6}$")
+    """The id a caller chose for a one-sync run so it can follow it (``segsync run --wait``); ids made
+    before they carried milliseconds are accepted too."""
     dbt_models: list[str] | None = None
     """Models a dbt job just built: start the enabled syncs that read them (``segsync.webhook``)."""
 
@@ -125,12 +126,12 @@ def _self_invoker(settings: PlannerSettings) -> Invoke:
     return invoke
 
 
-def _resolve(store: SyncStore, name: str) -> tuple[Any, DuckDBConnection | SnowflakeConnection, SegmentConnection]:
+def _resolve(store: SyncStore, name: str) -> tuple[Any, AnyWarehouseConnection, SegmentConnection]:
     """A sync item and its connections, validated; ConfigError names what is wrong."""
     sync = store.sync(name)
     source = store.connection(sync.source)
     destination = store.connection(sync.destination)
-    if not isinstance(source, DuckDBConnection | SnowflakeConnection):
+    if not isinstance(source, WAREHOUSE_CONNECTIONS):
         raise ConfigError(f"sync '{name}': source '{sync.source}' is not a warehouse connection")
     if not isinstance(destination, SegmentConnection):
         raise ConfigError(f"sync '{name}': destination '{sync.destination}' is not a segment connection")

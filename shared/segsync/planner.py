@@ -92,9 +92,10 @@ class Wave:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """Time-sortable and unique: the runs table lists a sync's newest runs first by this id."""
+    """Time-sortable to the millisecond and unique: run lists show a sync's newest runs first by this id
+    (to the second only, runs started within one second, as local ones are, listed in random order)."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+    return f"{moment:%Y%m%dT%H%M%S}{moment.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def check_key(key: str | None, key_count: int, key_column: str) -> Rejection | None:

@@ -98,11 +98,11 @@ class WarehouseState:
         self.warehouse = warehouse
         self.dialect = warehouse.dialect
         self._schema = schema
-        self.state_table = f"{schema}.SYNC_STATE"
-        self.history_table = f"{schema}.SYNC_RUNS"
-        self.rejected_table = f"{schema}.REJECTED_RECORDS"
-        self.version_table = f"{schema}.SCHEMA_VERSION"
-        self.fence_table = f"{schema}.RUN_FENCE"
+        self.state_table = self.dialect.table(schema, "SYNC_STATE")
+        self.history_table = self.dialect.table(schema, "SYNC_RUNS")
+        self.rejected_table = self.dialect.table(schema, "REJECTED_RECORDS")
+        self.version_table = self.dialect.table(schema, "SCHEMA_VERSION")
+        self.fence_table = self.dialect.table(schema, "RUN_FENCE")
 
     def ensure(self) -> None:
         """Create the schema and shared tables on first use, or bring an older schema up to date (idempotent)."""
@@ -114,35 +114,38 @@ class WarehouseState:
         if version == SCHEMA_VERSION:
             return
         legacy = version is None and self.exists(self.state_table)
+        text = self.dialect.string_type
         self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC VARCHAR, DESTINATION VARCHAR, ROW_KEY VARCHAR, "
-            "ROW_HASH VARCHAR, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
+            f"CREATE TABLE IF NOT EXISTS {self.state_table} (SYNC {text}, DESTINATION {text}, ROW_KEY {text}, "
+            f"ROW_HASH {text}, SYNCED_AT TIMESTAMP, KEY_FORMAT INTEGER)"
         )
         self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.history_table} (SYNC VARCHAR, RUN_ID VARCHAR, STATUS VARCHAR, "
-            "TRIGGER VARCHAR, FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, "
+            f"CREATE TABLE IF NOT EXISTS {self.history_table} (SYNC {text}, RUN_ID {text}, STATUS {text}, "
+            f"TRIGGER {text}, FULL_RESYNC BOOLEAN, STARTED_AT TIMESTAMP, FINISHED_AT TIMESTAMP, "
             "SOURCE_ROWS BIGINT, NEW_ROWS BIGINT, CHANGED_ROWS BIGINT, UNCHANGED_ROWS BIGINT, "
-            "REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR VARCHAR)"
+            f"REJECTED BIGINT, SENT BIGINT, COMMITTED BIGINT, ERROR {text})"
         )
         self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC VARCHAR, RUN_ID VARCHAR, "
-            "ROW_KEY VARCHAR, FIELD VARCHAR, REASON VARCHAR, REJECTED_AT TIMESTAMP, SOURCE VARCHAR)"
+            f"CREATE TABLE IF NOT EXISTS {self.rejected_table} (SYNC {text}, RUN_ID {text}, "
+            f"ROW_KEY {text}, FIELD {text}, REASON {text}, REJECTED_AT TIMESTAMP, SOURCE {text})"
         )
-        self.warehouse.execute(f"CREATE TABLE IF NOT EXISTS {self.fence_table} (SYNC VARCHAR, RUN_ID VARCHAR)")
+        self.warehouse.execute(f"CREATE TABLE IF NOT EXISTS {self.fence_table} (SYNC {text}, RUN_ID {text})")
         if legacy:
             # Before versioning (segsync 0.1): state rows gain the key format that wrote them; theirs stays
             # NULL (format 1) until their sync's next run re-keys them (segsync.upgrade).
             self.warehouse.execute(f"ALTER TABLE {self.state_table} ADD COLUMN IF NOT EXISTS KEY_FORMAT INTEGER")
-        if legacy or (version or 0) < 3:
-            self.warehouse.execute(f"ALTER TABLE {self.rejected_table} ADD COLUMN IF NOT EXISTS SOURCE VARCHAR")
+        if legacy or (version is not None and version < 3):
+            # Version 3: a rejected record says which part of its run rejected it (a chunk, the planner).
+            self.warehouse.execute(f"ALTER TABLE {self.rejected_table} ADD COLUMN IF NOT EXISTS SOURCE {text}")
         self.warehouse.insert_rows(self.version_table, ["VERSION", "APPLIED_AT"], [(SCHEMA_VERSION, _now())])
 
     def run_table(self, sync_name: str, run_id: str) -> str:
         """Where a run's diff waits for its waves and checkpoints: one table per run, never shared."""
-        return f"{self._schema}.RUN_{table_suffix(sync_name)}_{re.sub(r'[^A-Za-z0-9]', '_', run_id).upper()}"
+        run = re.sub(r"[^A-Za-z0-9]", "_", run_id).upper()
+        return self.dialect.table(self._schema, f"RUN_{table_suffix(sync_name)}_{run}")
 
     def cursor_table(self, sync_name: str, destination: str) -> str:
-        return f"{self._schema}.CURSOR_{table_suffix(sync_name + ' ' + destination)}"
+        return self.dialect.table(self._schema, f"CURSOR_{table_suffix(sync_name + ' ' + destination)}")
 
     def model_columns(self, model: str) -> list[ModelColumn]:
         """The model's columns as the warehouse spells and types them, without reading its rows."""
@@ -173,10 +176,10 @@ class WarehouseState:
 
     def diff_statement(
         self, sync: AnySync, run_id: str, destination: str, columns: list[ModelColumn], *, full_resync: bool
-    ) -> str:
+    ) -> list[str]:
         """The run table: ``diff_query``'s rows, kept for the run's waves and checkpoints."""
-        return f"CREATE OR REPLACE TABLE {self.run_table(sync.name, run_id)} AS\n" + self.diff_query(
-            sync, destination, columns, full_resync=full_resync
+        return self.dialect.create_table_as(
+            self.run_table(sync.name, run_id), self.diff_query(sync, destination, columns, full_resync=full_resync)
         )
 
     def diff_query(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
@@ -211,7 +214,7 @@ class WarehouseState:
     ) -> DiffCounts:
         """Materialize the run table (``diff_statement``) and count what it holds."""
         run_table = self.run_table(sync.name, run_id)
-        self.warehouse.execute(self.diff_statement(sync, run_id, destination, columns, full_resync=full_resync))
+        self.warehouse.execute_all(self.diff_statement(sync, run_id, destination, columns, full_resync=full_resync))
         counts = dict.fromkeys(("new", "changed", "unchanged", "resync", "null", "duplicate"), 0)
         for change_kind, bad, rows in self.warehouse.query(
             f"SELECT {CHANGE}, CASE WHEN {KEY} IS NULL THEN 'null' WHEN {KEY_COUNT} > 1 THEN 'duplicate' END, "
@@ -260,7 +263,7 @@ class WarehouseState:
         before, after = DUPLICATE_KEY_REASON.split("{count}")
         reason = (
             f"CASE WHEN r.{KEY} IS NULL THEN {d.literal(NULL_KEY_REASON.format(column=sync.key))} "
-            f"ELSE {d.literal(before)} || CAST(r.{KEY_COUNT} AS VARCHAR) || {d.literal(after)} END"
+            f"ELSE {d.literal(before)} || {d.cast_text(f'r.{KEY_COUNT}')} || {d.literal(after)} END"
         )
         self.warehouse.execute(
             f"INSERT INTO {self.rejected_table} ({', '.join(REJECTED_COLUMNS)}) "
@@ -285,15 +288,22 @@ class WarehouseState:
             f"AND RUN_ID = {d.literal(run_id)} AND ROW_KEY IS NOT NULL){self._fenced(sync.name, run_id)}"
         )
         committed = self.warehouse.query(f"SELECT COUNT(*) {delivered}")[0][0]
-        self.warehouse.execute(
-            f"MERGE INTO {self.state_table} AS s USING (\n"
-            f"SELECT {d.literal(sync.name)} AS SYNC, {d.literal(destination)} AS DESTINATION, r.{KEY} AS ROW_KEY, "
-            f"r.{ROW_HASH} AS ROW_HASH {delivered}\n"
-            ") AS d ON s.SYNC = d.SYNC AND s.DESTINATION = d.DESTINATION AND s.ROW_KEY = d.ROW_KEY\n"
-            "WHEN MATCHED THEN UPDATE SET ROW_HASH = d.ROW_HASH, SYNCED_AT = CURRENT_TIMESTAMP, "
-            f"KEY_FORMAT = {KEY_FORMAT}\n"
-            "WHEN NOT MATCHED THEN INSERT (SYNC, DESTINATION, ROW_KEY, ROW_HASH, SYNCED_AT, KEY_FORMAT) "
-            f"VALUES (d.SYNC, d.DESTINATION, d.ROW_KEY, d.ROW_HASH, CURRENT_TIMESTAMP, {KEY_FORMAT})"
+        self.warehouse.execute_all(
+            d.merge(
+                self.state_table,
+                f"SELECT {d.literal(sync.name)} AS SYNC, {d.literal(destination)} AS DESTINATION, "
+                f"r.{KEY} AS ROW_KEY, r.{ROW_HASH} AS ROW_HASH {delivered}",
+                on=["SYNC", "DESTINATION", "ROW_KEY"],
+                update={"ROW_HASH": "d.ROW_HASH", "SYNCED_AT": "CURRENT_TIMESTAMP", "KEY_FORMAT": str(KEY_FORMAT)},
+                insert={
+                    "SYNC": "d.SYNC",
+                    "DESTINATION": "d.DESTINATION",
+                    "ROW_KEY": "d.ROW_KEY",
+                    "ROW_HASH": "d.ROW_HASH",
+                    "SYNCED_AT": "CURRENT_TIMESTAMP",
+                    "KEY_FORMAT": str(KEY_FORMAT),
+                },
+            )
         )
         return int(committed)
 
@@ -398,7 +408,7 @@ class WarehouseState:
     def advance_cursor(self, sync: AnySync, run_id: str, destination: str) -> None:
         """Move a Track sync's watermark to the newest delivered event, but never past an undelivered one.
 
-        Watermarks are appended per run; the table is created by ``CREATE TABLE AS`` so it keeps the
+        Watermarks are appended per run; the table is created from a query (once) so it keeps the
         cursor column's own type, whatever it is, in every dialect.
         """
         if not isinstance(sync, TrackSync) or not sync.cursor:
@@ -408,10 +418,14 @@ class WarehouseState:
         run_table = self.run_table(sync.name, run_id)
         cursor_table = self.cursor_table(sync.name, destination)
         column = self.column(cursor, self.warehouse.describe(f"SELECT * FROM {run_table}"), sync.name, "cursor")
-        self.warehouse.execute(
-            f"CREATE TABLE IF NOT EXISTS {cursor_table} AS "
-            f"SELECT CAST('' AS VARCHAR) AS RUN_ID, r.{column} AS WATERMARK FROM {run_table} AS r WHERE 1 = 0"
-        )
+        if not self.exists(cursor_table):
+            self.warehouse.execute_all(
+                d.create_table_as(
+                    cursor_table,
+                    f"SELECT {d.cast_text(d.literal(''))} AS RUN_ID, r.{column} AS WATERMARK "
+                    f"FROM {run_table} AS r WHERE 1 = 0",
+                )
+            )
         held_back = (
             f"r.{KEY} IS NULL OR r.{KEY_COUNT} > 1 OR r.{KEY} IN (SELECT ROW_KEY FROM {self.rejected_table} "
             f"WHERE SYNC = {d.literal(sync.name)} AND RUN_ID = {d.literal(run_id)})"
@@ -430,12 +444,7 @@ class WarehouseState:
     def exists(self, table: str) -> bool:
         """Whether a bookkeeping table (``SCHEMA.NAME``) exists yet."""
         schema, name = table.split(".")
-        rows = self.warehouse.query(
-            "SELECT COUNT(*) FROM information_schema.tables "
-            f"WHERE UPPER(table_schema) = {self.dialect.literal(schema.upper())} "
-            f"AND UPPER(table_name) = {self.dialect.literal(name.upper())}"
-        )
-        return bool(rows[0][0])
+        return bool(self.warehouse.query(self.dialect.table_exists(schema, name)))
 
     def column(self, column: str, columns: list[ModelColumn], sync_name: str, field: str) -> str:
         """A configured column quoted as the warehouse spells it (the mapper's lookup: exact, else

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import fakesnow
 import orjson
+import psycopg
 import pytest
 import requests
 import snowflake.connector
@@ -29,6 +30,7 @@ from segsync.local.capture import CaptureServer, read_captured
 from segsync.local.stack import REGION, RUNS_TABLE, SYNCS_TABLE, LocalStack, create_resources
 from segsync.store import RunStore, SyncStore
 
+from .. import postgres_server as pg
 from ..conftest import EVENTS
 from .conftest import SAMPLE_RUN, SAMPLE_SYNC, begin_run, counted
 from .lambda_layers import ROOT, Runtime, dependency_layer, library_layer, runtime_python
@@ -206,19 +208,22 @@ def snowflake_server() -> Iterator[dict[str, Any]]:
         yield {key: server[key] for key in ("host", "port", "protocol", "session_parameters", "network_timeout")}
 
 
-def _snowflake_project(tmp_path: Path, capture: CaptureServer) -> Path:
-    """demo-users (the sync events/planner-run-sync.json names) from Snowflake; secrets in Secrets Manager."""
+SNOWFLAKE = {
+    "type": "snowflake",
+    "account": "segsync-runtime-test",
+    "user": "SEGSYNC",
+    "database": "ANALYTICS",
+    "schema": "MARTS",
+    "credentials": {"secret": WAREHOUSE_SECRET},
+}
+
+
+def _project(tmp_path: Path, capture: CaptureServer, warehouse: dict[str, Any] = SNOWFLAKE) -> Path:
+    """demo-users (the sync events/planner-run-sync.json names) from a warehouse; secrets in Secrets Manager."""
     project = {
         "version": 1,
         "connections": {
-            "warehouse": {
-                "type": "snowflake",
-                "account": "segsync-runtime-test",
-                "user": "SEGSYNC",
-                "database": "ANALYTICS",
-                "schema": "MARTS",
-                "credentials": {"secret": WAREHOUSE_SECRET},
-            },
+            "warehouse": warehouse,
             "segment": {
                 "type": "segment",
                 "endpoint": capture.url,
@@ -248,7 +253,7 @@ def test_the_planner_plans_a_snowflake_model_and_the_sender_delivers_it_on_the_l
 ):
     # Given a sync of a Snowflake model (fakesnow's server) in the syncs table, its credentials and the
     # write key in Secrets Manager under the stack's prefixes
-    SyncStore(aws.table(SYNCS_TABLE)).push(load_project(_snowflake_project(tmp_path, capture)))
+    SyncStore(aws.table(SYNCS_TABLE)).push(load_project(_project(tmp_path, capture)))
     secrets = boto3.client("secretsmanager", endpoint_url=aws.endpoint, region_name=REGION)
     secrets.create_secret(Name=WAREHOUSE_SECRET, SecretString='{"password": "snow"}')
     secrets.create_secret(Name=WRITE_KEY_SECRET, SecretString="runtime-write-key")
@@ -274,3 +279,38 @@ def test_the_planner_plans_a_snowflake_model_and_the_sender_delivers_it_on_the_l
     [after] = ticked.response["runs"]
     assert (after["run_id"], after["status"], after["committed"]) == (run["run_id"], "committed", USERS)
     assert RunStore(aws.table(RUNS_TABLE)).run("demo-users", run["run_id"])["committed"] == USERS
+
+
+def test_the_planner_plans_a_postgres_model_on_the_lambda_runtime(runtime, aws, xray, capture, postgres_connection,
+                                                                  postgres_server, tmp_path):  # fmt: skip
+    # Given a sync of a PostgreSQL model on the real server, its password and the write key in Secrets Manager
+    with psycopg.connect(postgres_server.admin_dsn(postgres_connection.database), autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE users AS SELECT 'user_' || LPAD(i::text, 6, '0') AS user_id, "
+            f"'user' || i || '@example.com' AS email, 'pro' AS plan FROM generate_series(0, {USERS - 1}) AS i; "
+            "GRANT SELECT ON users TO segsync"
+        )
+    warehouse = {**postgres_connection.model_dump(exclude_none=True), "credentials": {"secret": WAREHOUSE_SECRET}}
+    SyncStore(aws.table(SYNCS_TABLE)).push(load_project(_project(tmp_path, capture, warehouse)))
+    secrets = boto3.client("secretsmanager", endpoint_url=aws.endpoint, region_name=REGION)
+    secrets.create_secret(Name=WAREHOUSE_SECRET, SecretString=orjson.dumps({"password": pg.PASSWORD}).decode())
+    secrets.create_secret(Name=WRITE_KEY_SECRET, SecretString="runtime-write-key")
+    planner_env = _environment(
+        aws, xray, "planner", SYNCS_TABLE=SYNCS_TABLE, RUNS_TABLE=RUNS_TABLE, QUEUE_URL=aws.queue_url
+    )
+    request = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
+
+    # When the planner plans it, the sender delivers, and the planner's tick commits, on Python 3.12 with the layers
+    planned = runtime.invoke("planner", request, planner_env, absent=NOT_IN_THE_LAYERS)
+    sent = runtime.invoke("sender", _sqs_event(aws), _sender_env(aws, xray, capture), absent=NOT_IN_THE_LAYERS)
+    ticked = runtime.invoke("planner", {"action": "continue", "sync": "demo-users"}, planner_env)
+
+    # Then psycopg came from the layer, every row went out, and the state is in PostgreSQL
+    [run] = planned.response["runs"]
+    assert (run["status"], run["rows_read"], run["new"]) == ("sending", USERS, USERS)
+    assert sent.response == {"batchItemFailures": []}
+    assert sorted(m["userId"] for m in read_captured(capture.out_path)) == [f"user_{i:06d}" for i in range(USERS)]
+    [after] = ticked.response["runs"]
+    assert (after["run_id"], after["status"], after["committed"]) == (run["run_id"], "committed", USERS)
+    with psycopg.connect(postgres_server.admin_dsn(postgres_connection.database)) as admin:
+        assert admin.execute("SELECT COUNT(*) FROM SEGSYNC.SYNC_STATE").fetchone() == (USERS,)

@@ -11,6 +11,7 @@ import snowflake.connector
 from segsync.config import SnowflakeConnection, UserSync
 from segsync.state import INTERNAL_COLUMNS, WarehouseState
 from segsync.warehouse.snowflake import SnowflakeWarehouse
+from tests.state_runs import run_through
 
 DESTINATION = "https://api.segment.io (env SEGMENT_WRITE_KEY)"
 
@@ -41,19 +42,6 @@ def _sync() -> UserSync:
     )  # fmt: skip
 
 
-def _run(state: WarehouseState, sync: UserSync, run_id: str, rejections: list[dict] | None = None) -> tuple:
-    """Diff, read the run's rows as its waves would, and checkpoint them as if every chunk was accepted."""
-    state.fence(sync.name, run_id)
-    diff = state.prepare(sync, run_id, DESTINATION, state.model_columns(sync.sql), full_resync=False)
-    rows = [
-        row for batch in state.warehouse.stream(state.wave_sql(sync.name, run_id, 0, 1_000), 100) for row in batch.rows
-    ]
-    state.record_rejections(sync.name, run_id, "chunk 1", rejections or [])
-    committed = state.checkpoint(sync, run_id, DESTINATION, 1, 1_000)
-    state.drop_run(sync.name, run_id)
-    return diff, rows, committed
-
-
 def test_snowflake_diff_commit_and_rediff(warehouse):
     # Given the bookkeeping schema created in a session whose current schema is MARTS
     state = WarehouseState(warehouse, "SEGSYNC")
@@ -62,7 +50,7 @@ def test_snowflake_diff_commit_and_rediff(warehouse):
     columns = state.model_columns(sync.sql)
 
     # When the first run diffs and commits
-    first, sent, committed = _run(state, sync, "run-1")
+    first, sent, committed = run_through(state, sync, DESTINATION, "run-1")
 
     # Then every customer is new (the unqualified model still resolves: the schema switch was undone)
     assert [c.name for c in columns] == ["CUSTOMER_ID", "EMAIL", "SPEND"]
@@ -70,12 +58,12 @@ def test_snowflake_diff_commit_and_rediff(warehouse):
     assert sorted(r[0] for r in sent) == sorted(str(i) for i in range(1, 51))
 
     # When nothing changed, Then the next diff finds nothing to send
-    again, rows, _ = _run(state, sync, "run-2")
+    again, rows, _ = run_through(state, sync, DESTINATION, "run-2")
     assert (again.new, again.changed, again.unchanged, rows) == (0, 0, 50, [])
 
     # When two customers change a mapped column
     warehouse.execute("UPDATE customers SET spend = spend + 1 WHERE customer_id IN (3, 30)")
-    changed, rows, _ = _run(state, sync, "run-3")
+    changed, rows, _ = run_through(state, sync, DESTINATION, "run-3")
 
     # Then exactly those two go out, carrying their new values and the hash delivered before
     assert (changed.changed, changed.unchanged) == (2, 48)
@@ -88,7 +76,8 @@ def test_snowflake_history_and_rejected_records_are_queryable(warehouse):
     state = WarehouseState(warehouse, "SEGSYNC")
     state.ensure()
     sync = _sync()
-    _, _, committed = _run(state, sync, "run-1", [{"row_key": "7", "field": "userId", "reason": "empty"}])
+    rejected = [{"row_key": "7", "field": "userId", "reason": "empty"}]
+    _, _, committed = run_through(state, sync, DESTINATION, "run-1", rejected)
     assert committed == 49
     state.record_history({"sync": "customers", "run_id": "run-1", "status": "committed", "committed": 49})
 

@@ -404,7 +404,7 @@ def test_the_planner_may_invoke_itself_and_nothing_else(resources):
 
 def test_the_fan_out_grant_is_not_a_circular_reference(resources):
     # Given the policy resource that grants the planner its own ARN
-    [policy] = _of_type(resources, "AWS::IAM::RolePolicy").values()
+    policy = resources["PlannerFanOutPolicy"]["Properties"]
 
     # When we look at what the planner's role and function refer to
     role = json.dumps(resources[_role_of(resources, "PlannerFunction")])
@@ -648,6 +648,15 @@ EXPECTED_GRANTS = {
         # the stack's own topic, and ExtraNotificationTopicArn when given (test_the_planner_may_publish_only...)
         "NotificationTopic": ["sns:Publish"],
         "PlannerFunction": ["lambda:InvokeFunction"],
+        # (only when RedshiftDataApiTargets is given: test_redshift_access_is_granted_only_for_listed_targets)
+        "RedshiftDataApiTargets": [
+            "redshift-data:BatchExecuteStatement",
+            "redshift-data:ExecuteStatement",
+            "redshift-serverless:GetCredentials",
+        ],
+        "*": ["redshift-data:CancelStatement", "redshift-data:DescribeStatement", "redshift-data:GetStatementResult"],
+        "RedshiftDbUser": ["redshift:GetClusterCredentials"],
+        "dbname": ["redshift:GetClusterCredentials"],
     },
     "WebhookRole": {
         "WebhookLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -674,6 +683,9 @@ TARGETS = (
     "SegmentSecretsPrefix",
     "WarehouseSecretsPrefix",
     "PlannerFunction",
+    "RedshiftDataApiTargets",
+    "RedshiftDbUser",
+    "dbname",
 )
 
 
@@ -930,3 +942,19 @@ def test_the_webhook_gets_the_settings_it_reads(resources):
     assert env["DBT_CLOUD_API"] == {"Ref": "DbtCloudApiBase"}
     required = {name.upper() for name, field in WebhookSettings.model_fields.items() if field.is_required()}
     assert required <= set(env)
+
+
+def test_redshift_access_is_granted_only_for_listed_targets(templates, resources):
+    # Given the planner's Redshift policy and the parameter that lists clusters and workgroups
+    policy = resources["PlannerRedshiftPolicy"]
+    parameter = templates["source"]["Parameters"]["RedshiftDataApiTargets"]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_id = [s for s in statements if "redshift-data:DescribeStatement" in s["Action"]]
+
+    # When / Then none is granted by default, statements run only on the listed targets, and a statement
+    # is read back by id only when the planner owns it
+    assert parameter["Default"] == "" and policy["Condition"] == "HasRedshiftTargets"
+    assert statements[0]["Resource"] == {"Ref": "RedshiftDataApiTargets"}
+    assert by_id[0]["Condition"] == {
+        "StringEquals": {"redshift-data:statement-owner-iam-userid": {"Fn::Sub": "${!aws:userid}"}}
+    }

@@ -10,7 +10,7 @@ from segsync.planner import new_run_id
 from segsync.state import nested, table_suffix
 from segsync.warehouse.dialect import Dialect, SnowflakeDialect
 
-RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+RUN_ID = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{6}$")
 
 
 @pytest.mark.parametrize(
@@ -68,29 +68,35 @@ def test_run_id_has_a_utc_timestamp_and_a_random_suffix():
     # Given a moment, When a run id is made for it, Then it starts with that moment in UTC
     run_id = new_run_id(datetime(2026, 3, 1, 10, 30, 5, tzinfo=UTC))
     assert RUN_ID.match(run_id)
-    assert run_id.startswith("20260301T103005Z-")
+    assert run_id.startswith("20260301T103005000Z-")
 
 
 def test_run_id_converts_other_time_zones_to_utc():
     # Given noon at UTC+2, When a run id is made, Then it carries 10:00 UTC
     moment = datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
-    assert new_run_id(moment).startswith("20240101T100000Z-")
+    assert new_run_id(moment).startswith("20240101T100000000Z-")
 
 
 def test_run_ids_sort_by_time():
-    # Given run ids made a year, no time, a second and a day after a year's last second
+    # Given run ids made a year, no time, a millisecond, a second and a day after a year's last second
     start = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
-    a_year, now, a_second, a_day = (
+    a_year, now, a_millisecond, a_second, a_day = (
         new_run_id(start + delta)
-        for delta in (timedelta(days=365), timedelta(0), timedelta(seconds=1), timedelta(days=1))
+        for delta in (
+            timedelta(days=365),
+            timedelta(0),
+            timedelta(milliseconds=1),
+            timedelta(seconds=1),
+            timedelta(days=1),
+        )
     )
 
     # When sorted as text (the runs table's sort key), Then they come out in time order
-    assert sorted([a_year, now, a_second, a_day]) == [now, a_second, a_day, a_year]
+    assert sorted([a_year, now, a_millisecond, a_second, a_day]) == [now, a_millisecond, a_second, a_day, a_year]
 
 
 def utc_prefix(moment: datetime) -> str:
-    return f"{moment:%Y%m%dT%H%M%S}Z"
+    return f"{moment:%Y%m%dT%H%M%S}{moment.microsecond // 1000:03d}Z"
 
 
 def test_run_ids_made_in_the_same_second_are_unique():
@@ -110,4 +116,4 @@ def test_run_id_defaults_to_now():
 
     # Then its time is the current UTC time
     assert RUN_ID.match(run_id)
-    assert before <= run_id[:16] <= after
+    assert before <= run_id[:19] <= after

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import boto3
@@ -101,15 +102,25 @@ def create_resources(endpoint: str | None, allowed_endpoints: Iterable[str] = ()
     return LocalStack(endpoint=endpoint, queue_url=queue_url, dead_letter_queue_url=dlq_url, env=env)
 
 
-@contextmanager
-def local_stack(allowed_endpoints: Iterable[str] = ()) -> Iterator[LocalStack]:
-    """Start moto on 127.0.0.1 (never 0.0.0.0), create the resources, export the handlers' env."""
+@cache
+def moto_endpoint() -> str:
+    """moto's server on 127.0.0.1 (never 0.0.0.0), started once per process on a free port.
+
+    moto keeps its state per process, not per server, so one server serves every local stack of the
+    process in turn (each starts from a reset). It runs in a daemon thread until the process ends:
+    stopping it costs half a second (its serve loop polls for shutdown), once per local run.
+    """
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # moto keeps its state per process, not per server: start each local run from empty.
+    return f"http://{host}:{port}"
+
+
+@contextmanager
+def local_stack(allowed_endpoints: Iterable[str] = ()) -> Iterator[LocalStack]:
+    """A local AWS from empty (moto), with the template's resources, and the handlers' env exported."""
+    endpoint = moto_endpoint()
     requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     saved = dict(os.environ)
     try:
@@ -119,4 +130,3 @@ def local_stack(allowed_endpoints: Iterable[str] = ()) -> Iterator[LocalStack]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        server.stop()

@@ -44,6 +44,14 @@ class Warehouse(ABC):
     def execute(self, sql: str) -> None:
         """Run a statement that returns nothing (DDL, MERGE); WarehouseError on failure."""
 
+    def execute_all(self, statements: list[str]) -> None:
+        """Run statements that belong together (a dialect's rendering of one step), in order.
+
+        Adapters whose engine can run them as one transaction do so.
+        """
+        for statement in statements:
+            self.execute(statement)
+
     @abstractmethod
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query whose result is small (counts, history) and return all its rows."""

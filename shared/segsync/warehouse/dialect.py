@@ -56,9 +56,54 @@ FLOAT_EXACT_INTEGERS = 2**53
 
 
 class Dialect:
-    """DuckDB's SQL; other warehouses override what differs."""
+    """DuckDB's SQL; other warehouses override what differs.
+
+    Statements are written once (segsync.state); what differs between engines goes through these
+    methods: quoting and literals, type names, statements some engines lack (``CREATE OR REPLACE
+    TABLE``, ``MERGE``), and the canonical text of each kind of value.
+    """
 
     name = "duckdb"
+    string_type = "VARCHAR"
+    """The bookkeeping tables' text type, and what values are cast to for their text."""
+
+    def table(self, schema: str, name: str) -> str:
+        """A bookkeeping table's name; unquoted, so each engine folds its case as it does for the user."""
+        return f"{schema}.{name}"
+
+    def create_table_as(self, table: str, select: str) -> list[str]:
+        """Statements that (re)create ``table`` from a query, replacing any earlier one."""
+        return [f"CREATE OR REPLACE TABLE {table} AS\n{select}"]
+
+    def table_exists(self, schema: str, name: str) -> str:
+        """A query that returns a row when the table exists (names compared case-insensitively)."""
+        return (
+            "SELECT 1 FROM information_schema.tables "
+            f"WHERE UPPER(table_schema) = {self.literal(schema.upper())} "
+            f"AND UPPER(table_name) = {self.literal(name.upper())}"
+        )
+
+    def merge(
+        self, target: str, source: str, on: list[str], update: dict[str, str], insert: dict[str, str] | None = None
+    ) -> list[str]:
+        """Statements that upsert ``source``'s rows into ``target``.
+
+        ``source`` is a query (aliased ``d``), ``target`` is aliased ``s``; rows match on the ``on``
+        columns; a match gets the ``update`` assignments (column → expression over ``s`` and ``d``),
+        and, when ``insert`` is given, a row with no match is inserted (column → expression over ``d``).
+        """
+        match = " AND ".join(f"s.{c} = d.{c}" for c in on)
+        sets = ", ".join(f"{column} = {expr}" for column, expr in update.items())
+        statement = (
+            f"MERGE INTO {target} AS s USING (\n{source}\n) AS d ON {match}\nWHEN MATCHED THEN UPDATE SET {sets}"
+        )
+        if insert:
+            statement += f"\nWHEN NOT MATCHED THEN INSERT ({', '.join(insert)}) VALUES ({', '.join(insert.values())})"
+        return [statement]
+
+    def cast_text(self, expr: str) -> str:
+        """The engine's own text of a value (session-independent only where the caller knows it is)."""
+        return f"CAST({expr} AS {self.string_type})"
 
     def quote(self, identifier: str) -> str:
         """Quote a column name exactly as the warehouse reported it (its case kept)."""
@@ -107,6 +152,12 @@ class Dialect:
         """
         return f"MD5({seed} || TO_JSON([{', '.join(texts)}]))"
 
+    def length_prefixed(self, seed: str, texts: list[str]) -> str:
+        """The seed, then each text as its length, ``:`` and the text, ``~`` for NULL: no value can imitate a
+        boundary or a NULL. For engines whose JSON cannot hold a NULL in an array, or has no JSON."""
+        parts = " || ".join(f"COALESCE({self.cast_text(f'LENGTH({t})')} || ':' || {t}, '~')" for t in texts)
+        return f"{seed} || {parts}"
+
     def trim_fraction(self, text: str) -> str:
         """Drop trailing zeros after a decimal point, then a bare point: ``7.50`` → ``7.5``, ``7.00`` → ``7``.
 
@@ -137,10 +188,8 @@ class SnowflakeDialect(Dialect):
         return f"CAST({expr} AS VARCHAR)"
 
     def row_hash(self, seed: str, texts: list[str]) -> str:
-        # Each text as its length, ':' and the text, '~' for NULL: a value cannot imitate a boundary or
-        # a NULL. (ARRAY_CONSTRUCT would keep a NULL as an undefined element, which TO_JSON may drop.)
-        parts = " || ".join(f"COALESCE(CAST(LENGTH({t}) AS VARCHAR) || ':' || {t}, '~')" for t in texts)
-        return f"MD5({seed} || {parts})"
+        # ARRAY_CONSTRUCT would keep a NULL as an undefined element, which TO_JSON may drop.
+        return f"MD5({self.length_prefixed(seed, texts)})"
 
     def text(self, expr: str, kind: Kind) -> str:
         if kind is Kind.DECIMAL:
@@ -166,3 +215,204 @@ class SnowflakeDialect(Dialect):
         if kind is Kind.JSON:
             return f"TO_JSON({expr})"
         return super().text(expr, kind)
+
+
+TRIM_SAFE = "CASE WHEN POSITION('.' IN {t}) > 0 THEN RTRIM(RTRIM({t}, '0'), '.') ELSE {t} END"
+"""Trailing zeros trimmed only from a text that holds a point: an unconstrained NUMERIC may print ``10``."""
+JSON_SPACES = r'("(?:[^"\\]|\\.)*")|\s+'
+"""jsonb's text puts a space after each ``:`` and ``,``; this drops whitespace outside the JSON's strings."""
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL: no ``CREATE OR REPLACE TABLE``, no ``MERGE`` before 15, formats that follow the session.
+
+    Timestamps and dates are written with ``to_char`` (``DateStyle`` and ``TimeZone`` cannot reach them),
+    binary with ``encode`` (not ``bytea_output``); the adapter pins ``extra_float_digits`` and
+    ``IntervalStyle`` for the texts the engine writes itself. Unquoted names fold to lower case.
+    """
+
+    name = "postgres"
+    TIME_FORMAT = "HH24:MI:SS.US"
+
+    def create_table_as(self, table: str, select: str) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {table}", f"CREATE TABLE {table} AS\n{select}"]
+
+    def merge(
+        self, target: str, source: str, on: list[str], update: dict[str, str], insert: dict[str, str] | None = None
+    ) -> list[str]:
+        # MERGE came in PostgreSQL 15 (and Redshift's has other rules): UPDATE ... FROM, then INSERT ... WHERE
+        # NOT EXISTS, which every version runs. The adapter runs both in one transaction.
+        match = " AND ".join(f"s.{c} = d.{c}" for c in on)
+        sets = ", ".join(f"{column} = {expr}" for column, expr in update.items())
+        statements = [f"UPDATE {target} AS s SET {sets}\nFROM (\n{source}\n) AS d WHERE {match}"]
+        if insert:
+            statements.append(
+                f"INSERT INTO {target} ({', '.join(insert)})\nSELECT {', '.join(insert.values())} FROM (\n{source}\n)"
+                f" AS d WHERE NOT EXISTS (SELECT 1 FROM {target} AS s WHERE {match})"
+            )
+        return statements
+
+    def trim_fraction(self, text: str) -> str:
+        return TRIM_SAFE.format(t=text)
+
+    def row_hash(self, seed: str, texts: list[str]) -> str:
+        return f"MD5({self.length_prefixed(seed, texts)})"
+
+    def hash_text(self, expr: str, kind: Kind) -> str:
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_TZ, Kind.DATE, Kind.BINARY):
+            return self.text(expr, kind)
+        return self.cast_text(expr)
+
+    def timestamp_text(self, expr: str) -> str:
+        """A timestamp without time zone as ``YYYY-MM-DDTHH:MI:SS[.fraction]Z`` (microseconds, trimmed)."""
+        clock = Dialect.trim_fraction(self, f"TO_CHAR({expr}, {self.literal(self.TIME_FORMAT)})")
+        return f"TO_CHAR({expr}, 'YYYY-MM-DD') || 'T' || {clock} || 'Z'"
+
+    def text(self, expr: str, kind: Kind) -> str:
+        if kind is Kind.STRING:
+            return expr
+        if kind is Kind.DECIMAL:
+            return self.trim_fraction(self.cast_text(expr))
+        if kind is Kind.FLOAT:
+            return (
+                f"CASE WHEN {expr} = TRUNC({expr}) AND ABS({expr}) < {FLOAT_EXACT_INTEGERS} "
+                f"THEN {self.cast_text(f'CAST({expr} AS BIGINT)')} ELSE {self.cast_text(expr)} END"
+            )
+        if kind is Kind.TIMESTAMP:
+            return self.timestamp_text(expr)
+        if kind is Kind.TIMESTAMP_TZ:
+            return self.timestamp_text(f"({expr} AT TIME ZONE 'UTC')")
+        if kind is Kind.DATE:
+            return f"TO_CHAR({expr}, 'YYYY-MM-DD')"
+        if kind is Kind.BINARY:
+            return f"ENCODE({expr}, 'hex')"
+        if kind is Kind.JSON:
+            return f"REGEXP_REPLACE({self.cast_text(f'TO_JSONB({expr})')}, {self.literal(JSON_SPACES)}, '\\1', 'g')"
+        return self.cast_text(expr)
+
+
+class RedshiftDialect(PostgresDialect):
+    """Amazon Redshift: PostgreSQL 8's SQL, with ``VARCHAR`` of 256 bytes unless told, SUPER for JSON and
+    VARBYTE for binary."""
+
+    name = "redshift"
+    string_type = "VARCHAR(65535)"
+
+    def text(self, expr: str, kind: Kind) -> str:
+        if kind is Kind.BINARY:
+            return f"LOWER(TO_HEX({expr}))"
+        if kind is Kind.JSON:
+            return f"JSON_SERIALIZE({expr})"
+        return super().text(expr, kind)
+
+
+class BigQueryDialect(Dialect):
+    """Google BigQuery: backticks, backslash escapes, ``STRING``, MD5 as bytes, ``FORMAT_*`` for temporal text."""
+
+    name = "bigquery"
+    string_type = "STRING"
+    FRACTION_FORMAT = "%Y-%m-%dT%H:%M:%E6S"
+
+    def quote(self, identifier: str) -> str:
+        return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+    def literal(self, text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def table_exists(self, schema: str, name: str) -> str:
+        # A dataset's own INFORMATION_SCHEMA: no region qualifier needed.
+        return (
+            f"SELECT 1 FROM {schema}.INFORMATION_SCHEMA.TABLES WHERE UPPER(table_name) = {self.literal(name.upper())}"
+        )
+
+    def trim_fraction(self, text: str) -> str:
+        return f"REGEXP_REPLACE({text}, {self.literal(TRAILING_ZEROS)}, '')"
+
+    def row_hash(self, seed: str, texts: list[str]) -> str:
+        return f"TO_HEX(MD5({self.length_prefixed(seed, texts)}))"
+
+    def hash_text(self, expr: str, kind: Kind) -> str:
+        if kind in (Kind.BINARY, Kind.JSON):
+            return self.text(expr, kind)
+        return self.cast_text(expr)
+
+    def text(self, expr: str, kind: Kind) -> str:
+        if kind is Kind.STRING:
+            return expr
+        if kind is Kind.DECIMAL:
+            # BigQuery prints NUMERIC without trailing zeros; another engine may print its scale.
+            text = self.cast_text(expr)
+            return f"CASE WHEN STRPOS({text}, '.') > 0 THEN {self.trim_fraction(text)} ELSE {text} END"
+        if kind is Kind.FLOAT:
+            return (
+                f"CASE WHEN {expr} = TRUNC({expr}) AND ABS({expr}) < {FLOAT_EXACT_INTEGERS} "
+                f"THEN CAST(CAST({expr} AS INT64) AS STRING) ELSE CAST({expr} AS STRING) END"
+            )
+        if kind is Kind.TIMESTAMP_TZ:
+            fixed = f"FORMAT_TIMESTAMP({self.literal(self.FRACTION_FORMAT)}, {expr}, 'UTC')"
+            return self.trim_fraction(fixed) + " || 'Z'"
+        if kind is Kind.TIMESTAMP:
+            return self.trim_fraction(f"FORMAT_DATETIME({self.literal(self.FRACTION_FORMAT)}, {expr})") + " || 'Z'"
+        if kind is Kind.DATE:
+            return f"FORMAT_DATE('%Y-%m-%d', {expr})"
+        if kind is Kind.TIME:
+            return self.trim_fraction(f"FORMAT_TIME('%H:%M:%E6S', {expr})")
+        if kind is Kind.BINARY:
+            return f"TO_HEX({expr})"
+        if kind is Kind.JSON:
+            return f"TO_JSON_STRING({expr})"
+        return self.cast_text(expr)
+
+
+class DatabricksDialect(Dialect):
+    """Databricks SQL (Spark SQL on Delta): backticks, backslash escapes, ``STRING``, Java date patterns, and
+    timestamps rendered in the session's time zone unless taken to UTC first."""
+
+    name = "databricks"
+    string_type = "STRING"
+    FRACTION_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
+
+    def quote(self, identifier: str) -> str:
+        return "`" + identifier.replace("`", "``") + "`"
+
+    def literal(self, text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def table_exists(self, schema: str, name: str) -> str:
+        # SHOW TABLES works in the Hive metastore and in Unity Catalog alike; its pattern ignores case.
+        return f"SHOW TABLES IN {schema} LIKE {self.literal(name.lower())}"
+
+    def trim_fraction(self, text: str) -> str:
+        return f"REGEXP_REPLACE({text}, {self.literal(TRAILING_ZEROS)}, '')"
+
+    def row_hash(self, seed: str, texts: list[str]) -> str:
+        return f"MD5({self.length_prefixed(seed, texts)})"
+
+    def hash_text(self, expr: str, kind: Kind) -> str:
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_TZ, Kind.BINARY, Kind.JSON):
+            return self.text(expr, kind)
+        return self.cast_text(expr)
+
+    def text(self, expr: str, kind: Kind) -> str:
+        if kind is Kind.STRING:
+            return expr
+        if kind is Kind.DECIMAL:
+            return self.trim_fraction(self.cast_text(expr))
+        if kind is Kind.FLOAT:
+            # Spark's TRUNC truncates dates only: a float is integral when it equals its FLOOR.
+            return (
+                f"CASE WHEN {expr} = FLOOR({expr}) AND ABS({expr}) < {FLOAT_EXACT_INTEGERS} "
+                f"THEN CAST(CAST({expr} AS BIGINT) AS STRING) ELSE CAST({expr} AS STRING) END"
+            )
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_TZ):
+            # A TIMESTAMP is an instant shown in the session's zone: shift it to UTC's wall clock first.
+            utc = f"TO_UTC_TIMESTAMP({expr}, CURRENT_TIMEZONE())" if kind is Kind.TIMESTAMP_TZ else expr
+            fixed = f"DATE_FORMAT({utc}, {self.literal(self.FRACTION_FORMAT)})"
+            return self.trim_fraction(fixed) + " || 'Z'"
+        if kind is Kind.DATE:
+            return f"DATE_FORMAT({expr}, 'yyyy-MM-dd')"
+        if kind is Kind.BINARY:
+            return f"LOWER(HEX({expr}))"
+        if kind is Kind.JSON:
+            return f"TO_JSON({expr})"
+        return self.cast_text(expr)
