@@ -15,6 +15,7 @@ from segsync.mapping import Mapper, row_message_id
 from segsync.observability import logger
 from segsync.pacing import chunk_rows, destination_pace
 from segsync.queue import ChunkQueue
+from segsync.release import ReleaseSchedule
 from segsync.state import (
     DUPLICATE_KEY_REASON,
     INTERNAL_COLUMNS,
@@ -128,12 +129,18 @@ class Planner:
     """Plans runs of syncs and queues them in waves; the run store and queue are given (ports, not globals)."""
 
     def __init__(
-        self, runs: RunStore, queue: ChunkQueue, limits: PlanLimits | None = None, clock: Any = time.monotonic
+        self,
+        runs: RunStore,
+        queue: ChunkQueue,
+        limits: PlanLimits | None = None,
+        clock: Any = time.monotonic,
+        schedule: ReleaseSchedule | None = None,
     ) -> None:
         self._runs = runs
         self._queue = queue
         self._limits = limits or PlanLimits()
         self._clock = clock
+        self._schedule = schedule or ReleaseSchedule(runs.table)
 
     def plan(
         self,
@@ -195,15 +202,25 @@ class Planner:
         queued_rows: int,
     ) -> list[Wave]:
         """Queue the run's next waves until ``plan_ahead_s`` of the pace waits in the queue, the rows run
-        out, or this invocation's ``work_s`` is spent; record each wave as it is queued."""
+        out, or this invocation's ``work_s`` is spent; record each wave as it is queued.
+
+        Each wave takes its turn on the destination's release schedule (``segsync.release``): none is
+        queued while other runs' waves fill the next ``plan_ahead_s`` toward the same destination.
+        """
         pace = destination_pace(destination.events_per_second, self._limits.events_per_second_cap)
+        target = destination_id(destination)
         deadline = self._clock() + self._limits.work_s
         queued = []
         while not run.get("planning_done") and self._clock() < deadline:
             budget = wave_rows(pace, self._limits.plan_ahead_s, queued_rows)
             if budget <= 0:
                 break
-            wave = self._wave(sync, destination, state, run, budget, pace, queued_rows, deadline)
+            slot = self._schedule.reserve(target, budget / pace, self._limits.plan_ahead_s)
+            budget = min(budget, round(slot.seconds * pace))
+            if budget <= 0:
+                break
+            wave = self._wave(sync, destination, state, run, budget, pace, slot.after_s, deadline)
+            self._schedule.give_back(target, slot, wave.rows / pace)
             progress = {
                 "waves": wave.wave,
                 "chunks_enqueued": wave.last_chunk,
@@ -233,10 +250,11 @@ class Planner:
         run: dict[str, Any],
         budget: int,
         pace: float,
-        queued_rows: int,
+        after_s: float,
         deadline: float,
     ) -> Wave:
-        """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace."""
+        """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace,
+        the first ``after_s`` from now (where the wave's stretch of the release schedule begins)."""
         run_id, number = run["run_id"], run["waves"] + 1
         columns = state.warehouse.describe(state.wave_sql(sync.name, run_id, 0, 0))[INTERNAL_COLUMNS:]
         chunker = Chunker(
@@ -272,13 +290,13 @@ class Planner:
                         return
                 after = through
 
-        ahead = queued_rows
+        ahead = 0
         rows = 0
 
         def released() -> Iterator[tuple[int, str, int]]:
             nonlocal ahead, rows
             for chunk, count, body in chunker.chunks(accepted()):
-                yield chunk, body, release_delay(ahead, pace)
+                yield chunk, body, release_delay(ahead, pace, after_s)
                 ahead += count
                 rows += count
 

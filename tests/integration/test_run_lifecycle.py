@@ -20,6 +20,7 @@ from segsync.config import DuckDBConnection
 from segsync.lifecycle import RunLifecycle
 from segsync.planner import PlanLimits, Planner
 from segsync.queue import ChunkQueue
+from segsync.release import ReleaseSchedule
 from segsync.state import REJECTION_DETAIL_LIMIT, WarehouseState, destination_id
 from segsync.store import ChunkTally, Rejection, RunStore
 from segsync.warehouse.duckdb import DuckDBWarehouse
@@ -50,7 +51,7 @@ class Parts:
         self.stack = stack
         self.runs = RunStore(stack.table(os.environ["RUNS_TABLE"]), clock=clock)
         self.queue = ChunkQueue(stack.client("sqs"), stack.queue_url)
-        self.planner = Planner(self.runs, self.queue, LIMITS)
+        self.planner = Planner(self.runs, self.queue, LIMITS, schedule=ReleaseSchedule(self.runs.table, clock))
         self.lifecycle = self.planner_invocation()
         self.warehouse = DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(warehouse_path)))
         self.state = WarehouseState(self.warehouse, "SEGSYNC")
@@ -77,7 +78,10 @@ class Parts:
         return (lifecycle or self.lifecycle).advance(self.sync, self.destination, self.state, lock["run_id"])
 
     def deliver(self, chunks: int | None = None, reject: str | None = None) -> int:
-        """Play a sender counting up to ``chunks`` queued chunks (all by default); rows delivered."""
+        """Play a sender counting up to ``chunks`` queued chunks (all by default); rows delivered.
+
+        The clock moves on by the time those rows take at the pace, as the release schedule spaces them.
+        """
         sqs = self.stack.client("sqs")
         delivered = taken = 0
         while chunks is None or taken < chunks:
@@ -94,6 +98,7 @@ class Parts:
             sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
             delivered += len(chunk.rows)
             taken += 1
+        self.clock.now += delivered / self.destination.events_per_second
         return delivered
 
     def state_rows(self) -> int:
