@@ -22,6 +22,10 @@ from segsync.store import ChunkTally, Rejection, RunStore
 MIN_EVENTS_PER_SECOND = 1.0
 BURST_S = 1.0
 """How far ahead of the pace one sender may run: a second's worth of events at once, as chunks are released."""
+CATCH_UP = 1.25
+"""How much faster than the pace the guard lets a sender get back on schedule. Released chunks come at the
+pace exactly, so a guard refilled at the pace would never recover from one chunk picked up late with the
+next (a cold start, a slow poll): it would then hold every later chunk back by that much, billed."""
 RECOVERY_INTERVAL_S = 10.0
 """How long a slowed-down sender must go without a 429 before it speeds up a step."""
 RECOVERY_STEP = 0.1
@@ -33,8 +37,8 @@ class RateLimiter:
 
     The planner releases a run's chunks at the destination's pace (``segsync.waves``), each at most one
     second of it (``segsync.pacing``), so a sender given a released chunk sends it at full speed and ends:
-    it waits only when it runs more than BURST_S ahead of the pace (a batch of chunks found queued
-    together, after the fleet fell behind). A 429 halves the pace (never below MIN_EVENTS_PER_SECOND) and
+    it waits only when it runs more than BURST_S ahead of CATCH_UP times the pace (a batch of chunks found
+    queued together, after the fleet fell behind). A 429 halves the pace (never below MIN_EVENTS_PER_SECOND) and
     holds every batch that shares this limiter until Segment's ``Retry-After`` has passed. After
     RECOVERY_INTERVAL_S without a 429 the pace grows by RECOVERY_STEP of the configured pace, and so on
     each interval, never past it: one 429 costs about 50 s of reduced pace, and a sender that keeps
@@ -73,7 +77,7 @@ class RateLimiter:
                     f"the pace toward Segment ({self.rate:g} events/s) holds the next batch for {start - now:.1f}s, "
                     f"past this invocation's time budget ({max(deadline - now, 0):.1f}s left)"
                 )
-            self._paced_until = max(self._paced_until, start) + events / self.rate
+            self._paced_until = max(self._paced_until, start) + events / (self.rate * CATCH_UP)
         if start > now:
             self._sleep(start - now)
 

@@ -1,4 +1,7 @@
-"""The sender's burst guard toward Segment: at most a second ahead of the pace; halved on 429, given back slowly."""
+"""The sender's burst guard toward Segment: at most a second ahead of the pace; halved on 429, given back slowly.
+
+The guard refills CATCH_UP times faster than the pace, so the expected waits below are worked out at that rate.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,15 @@ import pytest
 
 from segsync.config import SegmentConnection
 from segsync.errors import DeliveryError
-from segsync.sender import BURST_S, MIN_EVENTS_PER_SECOND, RECOVERY_INTERVAL_S, RECOVERY_STEP, RateLimiter, Sender
+from segsync.sender import (
+    BURST_S,
+    CATCH_UP,
+    MIN_EVENTS_PER_SECOND,
+    RECOVERY_INTERVAL_S,
+    RECOVERY_STEP,
+    RateLimiter,
+    Sender,
+)
 
 NO_DEADLINE = float("inf")
 
@@ -32,16 +43,17 @@ def fake() -> FakeTime:
 
 
 def test_a_sender_goes_one_second_ahead_of_the_pace_at_most_then_keeps_to_it(fake):
-    # Given 100 events/s
+    # Given 100 events/s (the guard refilled at 125)
     limiter = RateLimiter(100, clock=fake.clock, sleep=fake.sleep)
+    assert (BURST_S, CATCH_UP) == (1, 1.25)
 
-    # When five batches of 50 go out back to back
-    for _ in range(5):
+    # When six batches of 50 go out back to back
+    for _ in range(6):
         limiter.acquire(50, NO_DEADLINE)
 
-    # Then the first three go at once (a second ahead of the pace at most) and each next one waits its half second
-    assert BURST_S == 1
-    assert fake.slept == [0.5, 0.5]
+    # Then the first three go at once (a second ahead at most), the fourth waits until the guard has room,
+    # and each next one waits its 0.4 s
+    assert fake.slept == pytest.approx([0.2, 0.4, 0.4])
 
 
 @pytest.mark.parametrize("jitter", [0.0, -0.2, 0.3])
@@ -58,6 +70,22 @@ def test_chunks_released_at_the_pace_go_out_at_once_every_time(fake, jitter):
     assert fake.slept == []
 
 
+def test_a_chunk_picked_up_late_with_the_next_costs_no_waiting_afterwards(fake):
+    # Given Segment's 1,000 events/s and chunks of one second of it, released a second apart
+    limiter = RateLimiter(1_000, clock=fake.clock, sleep=fake.sleep)
+
+    # When a sender gets the first two together, 1.2 s late (a cold start), then each next one as it is released
+    fake.now = 1_001.2
+    limiter.acquire(1_000, NO_DEADLINE)
+    limiter.acquire(1_000, NO_DEADLINE)
+    for second in range(2, 60):
+        fake.now = 1_000.0 + second
+        limiter.acquire(1_000, NO_DEADLINE)
+
+    # Then it never waits: the guard gets back on schedule instead of holding every later chunk back
+    assert fake.slept == []
+
+
 def test_a_backlog_found_at_once_goes_out_at_the_pace(fake):
     # Given Segment's 1,000 events/s, and a batch of five one-second chunks found queued together
     limiter = RateLimiter(1_000, clock=fake.clock, sleep=fake.sleep)
@@ -67,10 +95,9 @@ def test_a_backlog_found_at_once_goes_out_at_the_pace(fake):
     for _ in range(5):
         limiter.acquire(1_000, NO_DEADLINE)
 
-    # Then two go at once and each next one waits a second: 5,000 events over 3 s, never more than
-    # the pace plus one second of it in any window
-    assert fake.slept == [1.0, 1.0, 1.0]
-    assert fake.now - started == 3.0
+    # Then two go at once and the next ones at a quarter above the pace: 5,000 events over 2.2 s
+    assert fake.slept == pytest.approx([0.6, 0.8, 0.8])
+    assert fake.now - started == pytest.approx(2.2)
 
 
 def test_a_429_halves_the_pace_and_holds_batches_for_retry_after(fake):
@@ -112,13 +139,13 @@ def test_at_one_event_a_second_the_batch_that_would_outlive_the_invocation_is_no
     # When two batches of 50 ask to go
     limiter.acquire(50, deadline)
 
-    # Then the first goes at once, and the second (due in 49 s: one second early, before the deadline)
-    # waits; a third (due 99 s from the start) fails at once instead of sleeping into Lambda's timeout
+    # Then the first goes at once, and the second (due in 40 s at 1.25 events/s, one second early: before
+    # the deadline) waits; a third (due 79 s from the start) fails at once instead of sleeping into the timeout
     limiter.acquire(50, deadline)
-    assert fake.slept == [49]
+    assert fake.slept == [39]
     with pytest.raises(DeliveryError):
         limiter.acquire(50, deadline)
-    assert fake.slept == [49]
+    assert fake.slept == [39]
 
 
 def test_the_pace_never_drops_below_the_floor(fake):
