@@ -87,6 +87,7 @@ class TimedHandlers:
         self.slept: defaultdict[str, float] = defaultdict(float)
         self.cpu: defaultdict[str, float] = defaultdict(float)
         self.invocations: defaultdict[str, int] = defaultdict(int)
+        self.records: defaultdict[str, int] = defaultdict(int)
         self.aws_by_phase: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.responses: list[dict[str, Any]] = []
 
@@ -115,6 +116,7 @@ class TimedHandlers:
                 self.slept[phase] += self.sleeps.seconds - slept
                 self.cpu[phase] += time.process_time() - cpu
                 self.invocations[phase] += 1
+                self.records[phase] += len(event.get("Records", ()))
                 self.aws_by_phase[phase].append(diff_counts(self.aws.snapshot(), before))
                 self.timers_by_phase[phase].append(diff_counts(self.timers.snapshot(), timed_before))
             if function == "planner":
@@ -131,6 +133,7 @@ class TimedHandlers:
                 "slept_s": round(self.slept[phase], 3),
                 "cpu_s": round(self.cpu[phase], 3),
                 "invocations": self.invocations[phase],
+                "records": self.records[phase],
                 "aws": _sum_counts(self.aws_by_phase[phase]),
                 "timers": _sum_counts(self.timers_by_phase[phase]),
             }

@@ -393,7 +393,8 @@ def _planner_seconds(result: dict[str, Any]) -> float:
 
 
 def _phase(result: dict[str, Any], name: str) -> dict[str, Any]:
-    return result["phases"].get(name, {"wall_s": 0.0, "cpu_s": 0.0, "invocations": 0, "aws": {}, "timers": {}})
+    empty = {"wall_s": 0.0, "billed_s": 0.0, "slept_s": 0.0, "cpu_s": 0.0, "invocations": 0, "records": 0}
+    return result["phases"].get(name, {**empty, "aws": {}, "timers": {}})
 
 
 def _seconds(counts: dict[str, Any], prefix: str) -> float:
@@ -478,7 +479,7 @@ def cost_scenario(
     full = end_to_end["run"]
     handlers = _handler_counts(full)
     large = planner["large"]
-    chunks = sum(r.get("chunks", 0) for resp in full["planner_responses"] for r in resp.get("runs", []))
+    chunks = _phase(full, "sender")["records"]  # every wave's chunks, each handed to a sender once (SQS records)
     unpaced = cost.estimate(
         rows=end_to_end["rows"],
         planner_cpu_s=large["cpu_s"],
