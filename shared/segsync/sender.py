@@ -20,8 +20,9 @@ from segsync.segment import BatchRejected, SegmentClient, pack
 from segsync.store import ChunkTally, Rejection, RunStore
 
 MIN_EVENTS_PER_SECOND = 1.0
-BURST_S = 1.0
-"""How far ahead of the pace one sender may run: a second's worth of events at once, as chunks are released."""
+BURST_S = 2.0
+"""How far ahead of the pace one sender may run: two seconds' worth of events at once, the chunk it picked up
+late and the next one, released on time (chunks hold one second of the pace each)."""
 CATCH_UP = 1.25
 """How much faster than the pace the guard lets a sender get back on schedule. Released chunks come at the
 pace exactly, so a guard refilled at the pace would never recover from one chunk picked up late with the

@@ -1,4 +1,4 @@
-"""The sender's burst guard toward Segment: at most a second ahead of the pace; halved on 429, given back slowly.
+"""The sender's burst guard toward Segment: at most two seconds ahead of the pace; halved on 429, given back slowly.
 
 The guard refills CATCH_UP times faster than the pace, so the expected waits below are worked out at that rate.
 """
@@ -42,18 +42,17 @@ def fake() -> FakeTime:
     return FakeTime()
 
 
-def test_a_sender_goes_one_second_ahead_of_the_pace_at_most_then_keeps_to_it(fake):
-    # Given 100 events/s (the guard refilled at 125)
+def test_a_sender_goes_two_seconds_ahead_of_the_pace_at_most_then_keeps_to_it(fake):
+    # Given 100 events/s (the guard refilled at 125: 0.4 s per batch of 50)
     limiter = RateLimiter(100, clock=fake.clock, sleep=fake.sleep)
-    assert (BURST_S, CATCH_UP) == (1, 1.25)
+    assert (BURST_S, CATCH_UP) == (2, 1.25)
 
-    # When six batches of 50 go out back to back
-    for _ in range(6):
+    # When nine batches of 50 go out back to back
+    for _ in range(9):
         limiter.acquire(50, NO_DEADLINE)
 
-    # Then the first three go at once (a second ahead at most), the fourth waits until the guard has room,
-    # and each next one waits its 0.4 s
-    assert fake.slept == pytest.approx([0.2, 0.4, 0.4])
+    # Then the first six go at once (two seconds ahead at most), and each next one waits its 0.4 s
+    assert fake.slept == pytest.approx([0.4, 0.4, 0.4])
 
 
 @pytest.mark.parametrize("jitter", [0.0, -0.2, 0.3])
@@ -70,15 +69,16 @@ def test_chunks_released_at_the_pace_go_out_at_once_every_time(fake, jitter):
     assert fake.slept == []
 
 
-def test_a_chunk_picked_up_late_with_the_next_costs_no_waiting_afterwards(fake):
+def test_chunks_picked_up_late_with_the_next_cost_no_waiting_then_or_afterwards(fake):
     # Given Segment's 1,000 events/s and chunks of one second of it, released a second apart
     limiter = RateLimiter(1_000, clock=fake.clock, sleep=fake.sleep)
 
-    # When a sender gets the first two together, 1.2 s late (a cold start), then each next one as it is released
-    fake.now = 1_001.2
-    limiter.acquire(1_000, NO_DEADLINE)
-    limiter.acquire(1_000, NO_DEADLINE)
-    for second in range(2, 60):
+    # When a sender gets the first three together, 2.2 s late (a cold start, a slow poll), then each next
+    # one as it is released
+    fake.now = 1_002.2
+    for _ in range(3):
+        limiter.acquire(1_000, NO_DEADLINE)
+    for second in range(3, 60):
         fake.now = 1_000.0 + second
         limiter.acquire(1_000, NO_DEADLINE)
 
@@ -86,7 +86,7 @@ def test_a_chunk_picked_up_late_with_the_next_costs_no_waiting_afterwards(fake):
     assert fake.slept == []
 
 
-def test_a_backlog_found_at_once_goes_out_at_the_pace(fake):
+def test_a_backlog_found_at_once_goes_out_at_a_quarter_above_the_pace_after_two_seconds_of_it(fake):
     # Given Segment's 1,000 events/s, and a batch of five one-second chunks found queued together
     limiter = RateLimiter(1_000, clock=fake.clock, sleep=fake.sleep)
     started = fake.now
@@ -95,9 +95,9 @@ def test_a_backlog_found_at_once_goes_out_at_the_pace(fake):
     for _ in range(5):
         limiter.acquire(1_000, NO_DEADLINE)
 
-    # Then two go at once and the next ones at a quarter above the pace: 5,000 events over 2.2 s
-    assert fake.slept == pytest.approx([0.6, 0.8, 0.8])
-    assert fake.now - started == pytest.approx(2.2)
+    # Then three go at once and the next ones at a quarter above the pace: 5,000 events over 1.2 s
+    assert fake.slept == pytest.approx([0.4, 0.8])
+    assert fake.now - started == pytest.approx(1.2)
 
 
 def test_a_429_halves_the_pace_and_holds_batches_for_retry_after(fake):
@@ -139,13 +139,13 @@ def test_at_one_event_a_second_the_batch_that_would_outlive_the_invocation_is_no
     # When two batches of 50 ask to go
     limiter.acquire(50, deadline)
 
-    # Then the first goes at once, and the second (due in 40 s at 1.25 events/s, one second early: before
-    # the deadline) waits; a third (due 79 s from the start) fails at once instead of sleeping into the timeout
+    # Then the first goes at once, and the second (due in 40 s at 1.25 events/s, two seconds early: before
+    # the deadline) waits; a third (due 78 s from the start) fails at once instead of sleeping into the timeout
     limiter.acquire(50, deadline)
-    assert fake.slept == [39]
+    assert fake.slept == [38]
     with pytest.raises(DeliveryError):
         limiter.acquire(50, deadline)
-    assert fake.slept == [39]
+    assert fake.slept == [38]
 
 
 def test_the_pace_never_drops_below_the_floor(fake):
