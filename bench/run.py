@@ -56,6 +56,9 @@ class Scale:
 FULL = Scale(200_000, 50_000, 2_000, 100_000, 1_000_000, 1_000_000, 50_000)
 QUICK = Scale(20_000, 5_000, 300, 10_000, 100_000, 100_000, 10_000)
 
+SENDER_ROUNDS = 3
+"""segsync and the official library's best configuration take turns this many times on all rows."""
+
 # The official library's configurations tried (gzip=True in all): its defaults, bigger batches, two
 # consumer threads, and one request per message. max_queue_size=None means "as many as the rows".
 OFFICIAL_CONFIGS: list[dict[str, Any]] = [
@@ -216,7 +219,7 @@ def _label(rows: int, config: dict[str, Any]) -> str:
 
 
 def sender_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Scenario 1: segsync, then the official library in each configuration, on the same chunk rows."""
+    """Scenario 1: the official library in each configuration, then its best and segsync in turns, on the same rows."""
     chunks = str(chunks_path(run.workdir))
 
     def measured(module_args: list[str], label: str, rows: int) -> dict[str, Any]:
@@ -232,12 +235,7 @@ def sender_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[
         result["complete"] = result["endpoint_received"] == rows == result["sent"]
         return result
 
-    ours = measured(
-        ["segsync", chunks, endpoint.url, "--limit", str(scale.sender_rows)],
-        f"sender: segsync, {scale.sender_rows:,} rows",
-        scale.sender_rows,
-    )
-    # Every configuration on the first rows, then the best one again on all of them (the one quoted).
+    # Every configuration on the first rows, then the best one on all of them, in turns with segsync.
     tuning = []
     for config in OFFICIAL_CONFIGS:
         rows = scale.sync_mode_rows if config.get("sync_mode") else scale.official_tune_rows
@@ -246,17 +244,30 @@ def sender_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[
     winner = max([r for r in batching if r["complete"]] or batching, key=lambda r: r["msgs_per_cpu_s"])
     winner["winner"] = True
     config = OFFICIAL_CONFIGS[tuning.index(winner)]
-    best = measured(
-        official_args(chunks, endpoint.url, scale.sender_rows, config),
-        _label(scale.sender_rows, config) + " (best, all rows)",
-        scale.sender_rows,
-    )
+    rounds = []
+    for turn in range(1, SENDER_ROUNDS + 1):
+        of = f" (round {turn} of {SENDER_ROUNDS})"
+        mine = measured(
+            ["segsync", chunks, endpoint.url, "--limit", str(scale.sender_rows)],
+            f"sender: segsync, {scale.sender_rows:,} rows{of}",
+            scale.sender_rows,
+        )
+        theirs = measured(
+            official_args(chunks, endpoint.url, scale.sender_rows, config),
+            _label(scale.sender_rows, config) + f" (best, all rows){of}",
+            scale.sender_rows,
+        )
+        rounds.append((mine["msgs_per_cpu_s"] / theirs["msgs_per_cpu_s"], mine, theirs))
+    # The round with the median ratio is quoted: each round's two runs are neighbours in time, so a
+    # machine shared with other work slows both alike more often than not.
+    ratio, ours, best = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
 
     sender = {
         "rows": scale.sender_rows,
         "msgs_per_cpu_s": ours["msgs_per_cpu_s"],
         "msgs_per_wall_s": ours["msgs_per_wall_s"],
-        "ratio_vs_official": round(ours["msgs_per_cpu_s"] / best["msgs_per_cpu_s"], 2),
+        "ratio_vs_official": round(ratio, 2),
+        "ratios_by_round": [round(r[0], 2) for r in rounds],
         "us_per_msg": round(ours["cpu_s"] / max(ours["sent"], 1) * 1e6, 2),
         "map_us_per_msg": round(ours["map_cpu_s"] / max(ours["sent"], 1) * 1e6, 2),
         "pack_gzip_post_us_per_msg": round((ours["cpu_s"] - ours["map_cpu_s"]) / max(ours["sent"], 1) * 1e6, 2),
