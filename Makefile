@@ -63,7 +63,7 @@ postgres-server: ## Install PostgreSQL's server binaries if missing (Debian's po
 			echo "the tests need PostgreSQL's server binaries: sudo apt-get install postgresql" >&2; exit 1; \
 		fi; }
 
-bench: $(STAMP) ## Benchmark sender (vs the official library), planner, incremental, end to end, cost (~5 min)
+bench: $(STAMP) postgres-server ## Benchmark sender (vs the official library), planner, warehouses, incremental, end to end, paced cost (~10 min)
 	$(BIN)/python -m bench
 
 faults: $(STAMP) ## Run the fault-injection suite; write its figures into docs/faults.md and print them

@@ -23,6 +23,8 @@ WRITE_KEY = "bench-write-key"
 KEY_COLUMN = "user_id"
 UNPACED = 1_000_000_000
 """events/s for the capture endpoint: no Segment workspace budget to respect, so no pacing sleeps."""
+PLAN_AHEAD_DEFAULT_S = 300
+"""The planner's PLAN_AHEAD_SECONDS unless the environment says otherwise (segsync.settings)."""
 
 # A user id and ten traits of mixed types: four strings, an int, a decimal, two booleans, two timestamps.
 # Plain arithmetic on the demo's row number (no random()), so every machine gets the same rows.
@@ -212,7 +214,8 @@ class AwsCalls:
     """Counts and times every AWS API call made through boto3's default session (the handlers' clients).
 
     botocore hooks, installed before any client exists: calls per operation, wall seconds per operation
-    (the round trip to moto included), payload bytes and SQS billing units (one per 64 KB of payload).
+    (the round trip to moto included), payload bytes, SQS billing units (one per 64 KB of payload) and
+    DynamoDB capacity units from item sizes (``bench.capacity``).
     """
 
     def __init__(self) -> None:
@@ -221,10 +224,14 @@ class AwsCalls:
         self.payload_bytes: Counter[str] = Counter()
         self.sqs_billed: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
+        self.capacity: Any = None
 
     def install(self) -> AwsCalls:
         import boto3
 
+        from bench.capacity import Capacity
+
+        self.capacity = Capacity()
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
         events = boto3.DEFAULT_SESSION.events
@@ -255,15 +262,22 @@ class AwsCalls:
         elif name == "dynamodb.GetItem" and params.get("ConsistentRead"):
             self.items["dynamodb.GetItem.consistent"] += 1
 
-    def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+    def _before(self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if model.service_model.service_name == "dynamodb":
+            context["bench_body"] = params.get("body")
+            self.capacity.before(model.name, params, context)
         context["bench_started"] = time.perf_counter()
 
-    def _after(self, model: Any, context: dict[str, Any], parsed: dict[str, Any], **_: Any) -> None:
+    def _after(self, model: Any, context: dict[str, Any], parsed: dict[str, Any], http_response: Any, **_: Any) -> None:
         name = self._name(model)
         self.calls[name] += 1
         started = context.get("bench_started")
         if started is not None:
             self.seconds[name] += time.perf_counter() - started
+        if model.service_model.service_name == "dynamodb":
+            self.capacity.after(
+                model.name, http_response.status_code, context.get("bench_body"), http_response.content, context
+            )
         if name == "sqs.ReceiveMessage":
             messages = parsed.get("Messages", [])
             size = sum(len(m.get("Body", "").encode()) for m in messages)
@@ -282,6 +296,8 @@ class AwsCalls:
             "payload_bytes": dict(sorted(self.payload_bytes.items())),
             "sqs_billed_requests": dict(sorted(self.sqs_billed.items())),
             "items": dict(sorted(self.items.items())),
+            "dynamodb_capacity": self.capacity.snapshot() if self.capacity else {},
+            "side_seconds": round(self.capacity.side_seconds, 4) if self.capacity else 0.0,
         }
 
 

@@ -61,9 +61,12 @@ def main() -> int:
     calls = diff_counts(aws.snapshot(), before)
 
     sqs = stack.client("sqs")
-    queued = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["ApproximateNumberOfMessages"])[
-        "Attributes"
-    ]["ApproximateNumberOfMessages"]
+    # Chunks released later (DelaySeconds) count too: they are queued, only not visible yet.
+    counts = sqs.get_queue_attributes(
+        QueueUrl=stack.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    queued = sum(int(count) for count in counts.values())
     run: dict[str, Any] = (response.get("runs") or [{}])[0]
     from segsync.local.stack import RUNS_TABLE
     from segsync.store import RunStore

@@ -27,9 +27,17 @@ from bench.report import render, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CHILD_TIMEOUT_S = 400
+CHILD_TIMEOUT_S = 600
 SEGMENT_PACE = 1_000
 """Segment's ~1,000 events/s per workspace: the pace the paced scenarios run at."""
+STACK_TICK_S = 60
+"""template.yaml's default TickSchedule, rate(1 minute): how often the paced run's planner ticks."""
+LOCAL_PACE = 10_000
+"""events/s of the end-to-end runs: above what the local pipeline delivers on 2 cores (~5,000 rows/s),
+so the pace never holds them back and rows/s still measures the pipeline, yet the run goes out in waves."""
+LOCAL_PLAN_AHEAD_S = 30
+"""PLAN_AHEAD_SECONDS of the end-to-end runs: waves of 300,000 rows at LOCAL_PACE, the queue depth a
+deployed stack keeps at its defaults (300 s at 1,000 events/s)."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,14 @@ class Scale:
     planner_small: int
     planner_large: int
     pipeline_users: int
+    paced_users: int
 
 
-FULL = Scale(200_000, 50_000, 2_000, 100_000, 1_000_000, 1_000_000)
-QUICK = Scale(20_000, 5_000, 300, 10_000, 100_000, 100_000)
+FULL = Scale(200_000, 50_000, 2_000, 100_000, 1_000_000, 1_000_000, 50_000)
+QUICK = Scale(20_000, 5_000, 300, 10_000, 100_000, 100_000, 10_000)
+
+SENDER_ROUNDS = 3
+"""segsync and the official library's best configuration take turns this many times on all rows."""
 
 # The official library's configurations tried (gzip=True in all): its defaults, bigger batches, two
 # consumer threads, and one request per message. max_queue_size=None means "as many as the rows".
@@ -207,7 +219,7 @@ def _label(rows: int, config: dict[str, Any]) -> str:
 
 
 def sender_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Scenario 1: segsync, then the official library in each configuration, on the same chunk rows."""
+    """Scenario 1: the official library in each configuration, then its best and segsync in turns, on the same rows."""
     chunks = str(chunks_path(run.workdir))
 
     def measured(module_args: list[str], label: str, rows: int) -> dict[str, Any]:
@@ -223,12 +235,7 @@ def sender_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[
         result["complete"] = result["endpoint_received"] == rows == result["sent"]
         return result
 
-    ours = measured(
-        ["segsync", chunks, endpoint.url, "--limit", str(scale.sender_rows)],
-        f"sender: segsync, {scale.sender_rows:,} rows",
-        scale.sender_rows,
-    )
-    # Every configuration on the first rows, then the best one again on all of them (the one quoted).
+    # Every configuration on the first rows, then the best one on all of them, in turns with segsync.
     tuning = []
     for config in OFFICIAL_CONFIGS:
         rows = scale.sync_mode_rows if config.get("sync_mode") else scale.official_tune_rows
@@ -237,17 +244,30 @@ def sender_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dict[
     winner = max([r for r in batching if r["complete"]] or batching, key=lambda r: r["msgs_per_cpu_s"])
     winner["winner"] = True
     config = OFFICIAL_CONFIGS[tuning.index(winner)]
-    best = measured(
-        official_args(chunks, endpoint.url, scale.sender_rows, config),
-        _label(scale.sender_rows, config) + " (best, all rows)",
-        scale.sender_rows,
-    )
+    rounds = []
+    for turn in range(1, SENDER_ROUNDS + 1):
+        of = f" (round {turn} of {SENDER_ROUNDS})"
+        mine = measured(
+            ["segsync", chunks, endpoint.url, "--limit", str(scale.sender_rows)],
+            f"sender: segsync, {scale.sender_rows:,} rows{of}",
+            scale.sender_rows,
+        )
+        theirs = measured(
+            official_args(chunks, endpoint.url, scale.sender_rows, config),
+            _label(scale.sender_rows, config) + f" (best, all rows){of}",
+            scale.sender_rows,
+        )
+        rounds.append((mine["msgs_per_cpu_s"] / theirs["msgs_per_cpu_s"], mine, theirs))
+    # The round with the median ratio is quoted: each round's two runs are neighbours in time, so a
+    # machine shared with other work slows both alike more often than not.
+    ratio, ours, best = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
 
     sender = {
         "rows": scale.sender_rows,
         "msgs_per_cpu_s": ours["msgs_per_cpu_s"],
         "msgs_per_wall_s": ours["msgs_per_wall_s"],
-        "ratio_vs_official": round(ours["msgs_per_cpu_s"] / best["msgs_per_cpu_s"], 2),
+        "ratio_vs_official": round(ratio, 2),
+        "ratios_by_round": [round(r[0], 2) for r in rounds],
         "us_per_msg": round(ours["cpu_s"] / max(ours["sent"], 1) * 1e6, 2),
         "map_us_per_msg": round(ours["map_cpu_s"] / max(ours["sent"], 1) * 1e6, 2),
         "pack_gzip_post_us_per_msg": round((ours["cpu_s"] - ours["map_cpu_s"]) / max(ours["sent"], 1) * 1e6, 2),
@@ -326,7 +346,8 @@ def pipeline_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dic
         before = endpoint.stats()
         result = run.run(
             "pipeline", mode, str(warehouse), endpoint.url,
-            label=f"pipeline: {mode} run, {scale.pipeline_users:,} users",
+            "--events-per-second", str(LOCAL_PACE), "--plan-ahead-seconds", str(LOCAL_PLAN_AHEAD_S),
+            label=f"pipeline: {mode} run, {scale.pipeline_users:,} users at {LOCAL_PACE:,} events/s",
         )  # fmt: skip
         after = endpoint.stats()
         result["endpoint_received"] = after["messages"] - before["messages"]
@@ -353,6 +374,24 @@ def pipeline_scenario(run: Runner, endpoint: Service, scale: Scale) -> tuple[dic
     return _end_to_end(full, scale.pipeline_users), incremental_summary
 
 
+def paced_scenario(run: Runner, endpoint: Service, scale: Scale) -> dict[str, Any]:
+    """The paced run: a first run at Segment's pace through the local pipeline, the planner ticking as the
+    stack's schedule does; every invocation's billed time and the sender's time asleep are measured."""
+    warehouse = run.workdir / "paced.duckdb"
+    shutil.copyfile(warehouse_path(run.workdir, scale.paced_users), warehouse)
+    before = endpoint.stats()
+    result = run.run(
+        "pipeline", "paced", str(warehouse), endpoint.url,
+        "--events-per-second", str(SEGMENT_PACE), "--tick-seconds", str(STACK_TICK_S),
+        label=f"pipeline: paced run, {scale.paced_users:,} users at {SEGMENT_PACE:,} events/s",
+    )  # fmt: skip
+    after = endpoint.stats()
+    result["endpoint_received"] = after["messages"] - before["messages"]
+    result["endpoint_cpu_s"] = round(after["cpu_s"] - before["cpu_s"], 3)
+    warehouse.unlink()
+    return result
+
+
 def _run_seconds(result: dict[str, Any]) -> float:
     """The run's own time from the run summary (planner start to finalize), summed over syncs."""
     return round(sum(r.get("seconds", 0.0) for r in result["report"].get("runs", [])), 3)
@@ -365,7 +404,8 @@ def _planner_seconds(result: dict[str, Any]) -> float:
 
 
 def _phase(result: dict[str, Any], name: str) -> dict[str, Any]:
-    return result["phases"].get(name, {"wall_s": 0.0, "cpu_s": 0.0, "invocations": 0, "aws": {}, "timers": {}})
+    empty = {"wall_s": 0.0, "billed_s": 0.0, "slept_s": 0.0, "cpu_s": 0.0, "invocations": 0, "records": 0}
+    return result["phases"].get(name, {**empty, "aws": {}, "timers": {}})
 
 
 def _seconds(counts: dict[str, Any], prefix: str) -> float:
@@ -378,9 +418,9 @@ def _timer(phase: dict[str, Any], label: str) -> float:
 
 def _end_to_end(full: dict[str, Any], users: int) -> dict[str, Any]:
     """Where the full run's time went: measured timers, and what is left over (derived)."""
-    plan, finalize, send = (_phase(full, p) for p in ("planner.run", "planner.finalize", "sender"))
+    plan, ticks, send = (_phase(full, p) for p in ("planner.run", "planner.continue", "sender"))
     total = full["report"]["seconds"]
-    in_handlers = plan["wall_s"] + finalize["wall_s"] + send["wall_s"]
+    in_handlers = plan["wall_s"] + ticks["wall_s"] + send["wall_s"]
     planner_warehouse = _timer(plan, "warehouse")
     planner_sqs = _seconds(plan["aws"], "sqs.")
     planner_ddb = _seconds(plan["aws"], "dynamodb.")
@@ -398,7 +438,7 @@ def _end_to_end(full: dict[str, Any], users: int) -> dict[str, Any]:
         "sender CPU (decode, map, pack; derived)": send["wall_s"] - sender_post - sender_ddb,
         "gzip + POST + endpoint (SegmentClient.send)": sender_post,
         "DynamoDB (sender bookkeeping)": sender_ddb,
-        "finalize (commit state in the warehouse)": finalize["wall_s"],
+        "planner ticks (checkpoints, next waves, commit)": ticks["wall_s"],
         "local driver: SQS receive/delete, polling (derived)": all_sqs - planner_sqs,
         "moto start, handler load, summary (derived)": total - in_handlers - (all_sqs - planner_sqs),
     }
@@ -412,6 +452,9 @@ def _end_to_end(full: dict[str, Any], users: int) -> dict[str, Any]:
         "seconds": total,
         "run_seconds": _run_seconds(full),
         "rows_per_s": per(rows, total),
+        "events_per_second": full["events_per_second"],
+        "plan_ahead_s": full["plan_ahead_s"],
+        "peak_queued_rows": sum(r.get("peak_queued_rows", 0) for r in full["report"].get("runs", [])),
         "process_cpu_s": full["cpu_s"],
         "peak_rss_mb": full["peak_rss_mb"],
         "endpoint_cpu_s": full["endpoint_cpu_s"],
@@ -425,29 +468,58 @@ def _end_to_end(full: dict[str, Any], users: int) -> dict[str, Any]:
     }
 
 
-def cost_scenario(sender: dict[str, Any], planner: dict[str, Any], end_to_end: dict[str, Any]) -> dict[str, Any]:
+def _handler_counts(result: dict[str, Any]) -> dict[str, Any]:
+    """The AWS counts of the handlers' own calls, summed over phases (the local driver's polling left out)."""
+    total: dict[str, Any] = {}
+    for phase in result["phases"].values():
+        total = _add(total, phase["aws"])
+    return total
+
+
+def _add(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    out = dict(left)
+    for key, value in right.items():
+        out[key] = _add(out.get(key, {}), value) if isinstance(value, dict) else out.get(key, 0) + value
+    return out
+
+
+def cost_scenario(
+    sender: dict[str, Any], planner: dict[str, Any], end_to_end: dict[str, Any], paced: dict[str, Any]
+) -> dict[str, Any]:
+    """Scenario 5: the unpaced cost derived from CPU seconds, the paced cost measured by the paced run."""
     full = end_to_end["run"]
-    handler_calls: dict[str, int] = {}
-    handler_items: dict[str, int] = {}
-    for phase in full["phases"].values():
-        for key, value in phase["aws"].get("calls", {}).items():
-            handler_calls[key] = handler_calls.get(key, 0) + value
-        for key, value in phase["aws"].get("items", {}).items():
-            handler_items[key] = handler_items.get(key, 0) + value
+    handlers = _handler_counts(full)
     large = planner["large"]
-    chunks = sum(r.get("chunks", 0) for resp in full["planner_responses"] for r in resp.get("runs", []))
-    return cost.estimate(
+    chunks = _phase(full, "sender")["records"]  # every wave's chunks, each handed to a sender once (SQS records)
+    unpaced = cost.estimate(
         rows=end_to_end["rows"],
         planner_cpu_s=large["cpu_s"],
         planner_rows=large["rows_read"],
         sender_cpu_us_per_msg=sender["us_per_msg"] + sender["decode_us_per_msg"],
         chunks=chunks,
-        aws_calls=handler_calls,
-        aws_items=handler_items,
-        sqs_billed=full["aws"].get("sqs_billed_requests", {}),
+        capacity=handlers.get("dynamodb_capacity", {}),
+        sqs_billed=handlers.get("sqs_billed_requests", {}),
         planner_invocations=_phase(full, "planner.run")["invocations"]
-        + _phase(full, "planner.finalize")["invocations"],
+        + _phase(full, "planner.continue")["invocations"],
     )
+    paced_handlers = _handler_counts(paced)
+    measured = cost.measured_paced(
+        rows=sum(r.get("rows_read", 0) for r in paced["report"].get("runs", [])),
+        events_per_second=paced["events_per_second"],
+        run_seconds=paced["report"]["seconds"],
+        sender=_phase(paced, "sender"),
+        planner=[_phase(paced, "planner.run"), _phase(paced, "planner.continue")],
+        capacity=paced_handlers.get("dynamodb_capacity", {}),
+        sqs_billed=paced_handlers.get("sqs_billed_requests", {}),
+    )
+    return {
+        "usd_per_million_rows": unpaced["usd_per_million_rows"],
+        "usd_per_million_rows_paced_1000_eps": measured["usd_per_million_rows"],
+        "paced_measured": True,
+        **{k: v for k, v in unpaced.items() if k != "usd_per_million_rows"},
+        "breakdown_usd_paced_1000_eps": measured["breakdown_usd"],
+        "paced": measured,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         prep = runner.run(
             "prep",
             str(workdir),
-            "--users", str(scale.planner_small), str(scale.planner_large), str(scale.pipeline_users),
+            "--users",
+            str(scale.planner_small), str(scale.planner_large), str(scale.pipeline_users), str(scale.paced_users),
             "--sender-rows", str(scale.sender_rows),
             label="inputs: demo warehouses and sender chunks",
         )  # fmt: skip
@@ -485,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         moto.close()
         diff = diff_scenario(runner, scale)
         end_to_end, incremental = pipeline_scenario(runner, endpoint, scale)
-        costs = cost_scenario(sender, planner, end_to_end)
+        paced = paced_scenario(runner, endpoint, scale)
+        costs = cost_scenario(sender, planner, end_to_end, paced)
+        sender["busy_share_paced"] = costs["paced"]["sender_busy_share"]
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"\nbench failed: {exc}\n(work directory kept: {workdir})", file=sys.stderr)
         return 1
@@ -511,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         "diff": diff,
         "incremental": incremental,
         "end_to_end": end_to_end,
+        "paced": paced,
         "cost": costs,
     }
     results["targets"] = targets(results)

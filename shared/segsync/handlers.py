@@ -81,7 +81,6 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
         PlanLimits(
             chunk_rows=settings.chunk_rows,
             chunk_bytes=settings.chunk_bytes,
-            sender_concurrency=settings.sender_max_concurrency,
             events_per_second_cap=settings.segment_events_per_second,
             plan_ahead_s=settings.plan_ahead_seconds,
         ),
@@ -201,7 +200,6 @@ def sender_for(settings: SenderSettings, endpoint: str | None) -> Sender:
     return Sender(
         RunStore(dynamodb_table(settings.runs_table)),
         policy=SenderPolicy.of(settings.segment_allowed_endpoints, settings.segment_secrets_prefix),
-        concurrency=settings.sender_max_concurrency,
         events_per_second_cap=settings.segment_events_per_second,
         read_timeout_s=settings.segment_read_timeout_s,
     )

@@ -193,7 +193,9 @@ class RunLifecycle:
         run = {**run, **self._checkpoint(sync, state, run, delivered, totals)}
         if not run.get("planning_done"):
             queued = run["rows_enqueued"] - totals["rows"]
-            if self._planner.top_up(sync, destination, state, run, queued_rows=queued):
+            # A run with nothing queued that queues no wave is waiting its turn on the destination's release
+            # schedule (other runs fill it): alive, not stuck.
+            if self._planner.top_up(sync, destination, state, run, queued_rows=queued) or queued == 0:
                 self._runs.renew(sync.name, run_id, self._lock_seconds)
             run = self._runs.run(sync.name, run_id)
         if run.get("planning_done") and run["checkpointed_wave"] == run["waves"]:

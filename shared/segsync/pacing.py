@@ -1,40 +1,30 @@
-"""How many rows a chunk may hold so that one sender invocation delivers its batch of chunks in time.
+"""The pace toward a destination, and how many rows a chunk may hold so that one sender sends it in one go.
 
-A sender invocation gets up to SENDER_BATCH_SIZE chunks and SENDER_TIMEOUT_S seconds, and sends at its
-share of the destination's pace (events/s, capped by the stack, divided among the concurrent senders).
-A chunk bigger than that share can deliver in time would fail on every receive and end in the DLQ, so
-the planner cuts chunks to fit: the pace decides the chunk size, not the other way round.
+The planner releases a run's chunks at the pace (``segsync.waves``): SQS DelaySeconds counts whole
+seconds, so it releases about one second of the pace each second. A chunk holds at most that second, so
+a sender handed a released chunk sends it at full speed and ends (its limiter is only a burst guard):
+Segment sees about one second of events in one request, then nothing until the next second's chunks.
 """
 
 from __future__ import annotations
-
-from segsync.errors import ConfigError
 
 SENDER_TIMEOUT_S = 120
 """The sender function's Timeout in template.yaml (a template test holds them equal)."""
 SENDER_BATCH_SIZE = 5
 """Records per sender invocation: the SQS event source's BatchSize in template.yaml."""
-PACED_SHARE = 0.5
-"""The share of an invocation spent waiting on the pace; the rest covers requests, retries and backoff."""
+RELEASE_STEP_S = 1
+"""The release schedule's step (SQS DelaySeconds are whole seconds): a chunk holds at most this much of the pace."""
 
 
-def sender_share(events_per_second: float, cap: float | None, concurrency: int) -> float:
-    """Events/s one sender may send toward a destination (the same arithmetic as the sender's limiter)."""
-    return min(events_per_second, cap or events_per_second) / max(1, concurrency)
+def destination_pace(events_per_second: float, cap: float | None) -> float:
+    """Events/s toward a destination: its own pace, under the stack's cap (Segment's budget is per workspace)."""
+    return min(events_per_second, cap or events_per_second)
 
 
-def chunk_rows(events_per_second: float, cap: float | None, concurrency: int, ceiling: int) -> int:
-    """The most rows a chunk may hold toward this destination: ``ceiling``, or fewer at a slow pace.
+def chunk_rows(events_per_second: float, cap: float | None, ceiling: int) -> int:
+    """The most rows a chunk may hold toward this destination: ``ceiling``, or one step of a slower pace.
 
-    Raises:
-        ConfigError: not even one row per chunk fits (a pace too slow for so many senders).
+    A sender given a full batch of such chunks at once (a backlog) sends them at the pace in
+    SENDER_BATCH_SIZE steps, well within its timeout.
     """
-    share = sender_share(events_per_second, cap, concurrency)
-    fits = int(share * SENDER_TIMEOUT_S * PACED_SHARE / SENDER_BATCH_SIZE)
-    if fits < 1:
-        raise ConfigError(
-            f"the destination's pace of {events_per_second:g} events/s (stack cap {cap or 'none'}) shared by "
-            f"{concurrency} senders leaves each {share:.3g} events/s: too slow to deliver {SENDER_BATCH_SIZE} "
-            f"rows in a {SENDER_TIMEOUT_S}s invocation; raise events_per_second or lower SenderMaxConcurrency"
-        )
-    return min(ceiling, fits)
+    return max(1, min(ceiling, int(destination_pace(events_per_second, cap) * RELEASE_STEP_S)))

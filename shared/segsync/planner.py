@@ -14,8 +14,9 @@ from segsync.chunks import Chunker, dump_row, header
 from segsync.config import AnySync, SegmentConnection
 from segsync.mapping import Mapper, row_message_id
 from segsync.observability import logger
-from segsync.pacing import chunk_rows
+from segsync.pacing import chunk_rows, destination_pace
 from segsync.queue import ChunkQueue
+from segsync.release import ReleaseSchedule
 from segsync.state import (
     DUPLICATE_KEY_REASON,
     INTERNAL_COLUMNS,
@@ -29,6 +30,8 @@ from segsync.upgrade import rekey_legacy_state
 from segsync.waves import release_delay, wave_rows
 
 FETCH_ROWS = 10_000
+WAVE_SPAN = 50_000
+"""Run-table rows (by SEQ) a wave reads per query: what the warehouse sorts at once, whatever the model's size."""
 MAX_ROW_BYTES = 512 * 1024
 REJECTION_FLUSH = 500
 
@@ -39,9 +42,8 @@ class PlanLimits:
 
     chunk_rows: int = 1_000
     chunk_bytes: int = 1_000_000
-    sender_concurrency: int = 1
     events_per_second_cap: int | None = None
-    """The senders' concurrency and the stack's pace cap: a slow destination gets smaller chunks (segsync.pacing)."""
+    """The stack's pace cap: a slow destination gets smaller chunks (segsync.pacing)."""
     plan_ahead_s: float = 300.0
     """At most this many seconds of the destination's pace wait in the queue (segsync.waves)."""
     work_s: float = 300.0
@@ -128,12 +130,18 @@ class Planner:
     """Plans runs of syncs and queues them in waves; the run store and queue are given (ports, not globals)."""
 
     def __init__(
-        self, runs: RunStore, queue: ChunkQueue, limits: PlanLimits | None = None, clock: Any = time.monotonic
+        self,
+        runs: RunStore,
+        queue: ChunkQueue,
+        limits: PlanLimits | None = None,
+        clock: Any = time.monotonic,
+        schedule: ReleaseSchedule | None = None,
     ) -> None:
         self._runs = runs
         self._queue = queue
         self._limits = limits or PlanLimits()
         self._clock = clock
+        self._schedule = schedule or ReleaseSchedule(runs.table)
 
     def plan(
         self,
@@ -211,15 +219,25 @@ class Planner:
         queued_rows: int,
     ) -> list[Wave]:
         """Queue the run's next waves until ``plan_ahead_s`` of the pace waits in the queue, the rows run
-        out, or this invocation's ``work_s`` is spent; record each wave as it is queued."""
-        pace = min(destination.events_per_second, self._limits.events_per_second_cap or destination.events_per_second)
+        out, or this invocation's ``work_s`` is spent; record each wave as it is queued.
+
+        Each wave takes its turn on the destination's release schedule (``segsync.release``): none is
+        queued while other runs' waves fill the next ``plan_ahead_s`` toward the same destination.
+        """
+        pace = destination_pace(destination.events_per_second, self._limits.events_per_second_cap)
+        target = destination_id(destination)
         deadline = self._clock() + self._limits.work_s
         queued = []
         while not run.get("planning_done") and self._clock() < deadline:
             budget = wave_rows(pace, self._limits.plan_ahead_s, queued_rows)
             if budget <= 0:
                 break
-            wave = self._wave(sync, destination, state, run, budget, pace, queued_rows, deadline)
+            slot = self._schedule.reserve(target, budget / pace, self._limits.plan_ahead_s)
+            budget = min(budget, round(slot.seconds * pace))
+            if budget <= 0:
+                break
+            wave = self._wave(sync, destination, state, run, budget, pace, slot.after_s, deadline)
+            self._schedule.give_back(target, slot, wave.rows / pace)
             progress = {
                 "waves": wave.wave,
                 "chunks_enqueued": wave.last_chunk,
@@ -249,10 +267,11 @@ class Planner:
         run: dict[str, Any],
         budget: int,
         pace: float,
-        queued_rows: int,
+        after_s: float,
         deadline: float,
     ) -> Wave:
-        """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace."""
+        """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace,
+        the first ``after_s`` from now (where the wave's stretch of the release schedule begins)."""
         run_id, number = run["run_id"], run["waves"] + 1
         columns = state.warehouse.describe(state.wave_sql(sync, run_id, 0, 0))[INTERNAL_COLUMNS:]
         values = ChunkValues(sync, columns, found_at=run["started_at"])
@@ -264,10 +283,7 @@ class Planner:
                 values.names,
             ),
             max_rows=chunk_rows(
-                destination.events_per_second,
-                self._limits.events_per_second_cap,
-                self._limits.sender_concurrency,
-                self._limits.chunk_rows,
+                destination.events_per_second, self._limits.events_per_second_cap, self._limits.chunk_rows
             ),
             max_body_bytes=self._limits.chunk_bytes,
             number=run["chunks_enqueued"],
@@ -275,23 +291,30 @@ class Planner:
         read = _WaveRead(sync, run_id, values, last_seq=run["enqueued_seq"])
 
         def accepted() -> Iterator[bytes]:
-            for batch in state.warehouse.stream(state.wave_sql(sync, run_id, run["enqueued_seq"], budget), FETCH_ROWS):
-                for row in batch.rows:
-                    encoded = read.encode(row)
-                    if encoded is not None:
-                        yield encoded
-                    if len(read.rejections) >= REJECTION_FLUSH:
-                        read.flush(state, number)
-                if self._clock() >= deadline:
-                    return
+            # Span by span of the run table, so the warehouse never sorts more than WAVE_SPAN rows at once.
+            after, left, end = run["enqueued_seq"], budget, state.last_seq(sync.name, run_id)
+            while left > 0 and after < end:
+                through = min(end, after + WAVE_SPAN)
+                sql = state.wave_sql(sync, run_id, after, left, through)
+                for batch in state.warehouse.stream(sql, FETCH_ROWS):
+                    left -= len(batch.rows)
+                    for row in batch.rows:
+                        encoded = read.encode(row)
+                        if encoded is not None:
+                            yield encoded
+                        if len(read.rejections) >= REJECTION_FLUSH:
+                            read.flush(state, number)
+                    if self._clock() >= deadline:
+                        return
+                after = through
 
-        ahead = queued_rows
+        ahead = 0
         rows = 0
 
         def released() -> Iterator[tuple[int, str, int]]:
             nonlocal ahead, rows
             for chunk, count, body in chunker.chunks(accepted()):
-                yield chunk, body, release_delay(ahead, pace)
+                yield chunk, body, release_delay(ahead, pace, after_s)
                 ahead += count
                 rows += count
 

@@ -14,11 +14,19 @@ from segsync.endpoints import SenderPolicy
 from segsync.errors import DeliveryError, SegsyncError
 from segsync.mapping import Mapped, Mapper
 from segsync.observability import logger
+from segsync.pacing import destination_pace
 from segsync.secrets import resolve
 from segsync.segment import BatchRejected, SegmentClient, pack
 from segsync.store import ChunkTally, Rejection, RunStore
 
 MIN_EVENTS_PER_SECOND = 1.0
+BURST_S = 2.0
+"""How far ahead of the pace one sender may run: two seconds' worth of events at once, the chunk it picked up
+late and the next one, released on time (chunks hold one second of the pace each)."""
+CATCH_UP = 1.25
+"""How much faster than the pace the guard lets a sender get back on schedule. Released chunks come at the
+pace exactly, so a guard refilled at the pace would never recover from one chunk picked up late with the
+next (a cold start, a slow poll): it would then hold every later chunk back by that much, billed."""
 RECOVERY_INTERVAL_S = 10.0
 """How long a slowed-down sender must go without a 429 before it speeds up a step."""
 RECOVERY_STEP = 0.1
@@ -26,12 +34,16 @@ RECOVERY_STEP = 0.1
 
 
 class RateLimiter:
-    """Paces events to a per-sender share of the destination's events/s.
+    """Guards one sender's bursts toward a destination; the planner's release schedule paces the fleet.
 
-    A 429 halves the pace (never below MIN_EVENTS_PER_SECOND) and holds every batch that shares this
-    limiter until Segment's ``Retry-After`` has passed. After RECOVERY_INTERVAL_S without a 429 the pace
-    grows by RECOVERY_STEP of the configured share, and so on each interval, never past that share:
-    one 429 costs about 50 s of reduced pace, and a sender that keeps hitting 429s stays slow.
+    The planner releases a run's chunks at the destination's pace (``segsync.waves``), each at most one
+    second of it (``segsync.pacing``), so a sender given a released chunk sends it at full speed and ends:
+    it waits only when it runs more than BURST_S ahead of CATCH_UP times the pace (a batch of chunks found
+    queued together, after the fleet fell behind). A 429 halves the pace (never below MIN_EVENTS_PER_SECOND) and
+    holds every batch that shares this limiter until Segment's ``Retry-After`` has passed. After
+    RECOVERY_INTERVAL_S without a 429 the pace grows by RECOVERY_STEP of the configured pace, and so on
+    each interval, never past it: one 429 costs about 50 s of reduced pace, and a sender that keeps
+    hitting 429s stays slow.
     """
 
     def __init__(
@@ -44,12 +56,14 @@ class RateLimiter:
         self.rate = events_per_second
         self._clock = clock
         self._sleep = sleep
-        self._next_free = clock()
-        self._changed_at = self._next_free
+        self._paced_until = clock()
+        """When everything let through so far would have gone out at the pace."""
+        self._held_until = self._paced_until
+        self._changed_at = self._paced_until
         self._lock = threading.Lock()
 
     def acquire(self, events: int, deadline: float) -> None:
-        """Wait until ``events`` more events fit the pace, unless that wait reaches ``deadline`` (a ``clock()`` value).
+        """Wait until ``events`` more events keep within the pace, unless that reaches ``deadline`` (``clock()`` time).
 
         Raises:
             DeliveryError: the pace (or a 429's Retry-After) holds the batch until the deadline or later;
@@ -58,13 +72,13 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self._recover(now)
-            start = max(now, self._next_free)
+            start = max(now, self._paced_until - BURST_S, self._held_until)
             if start >= deadline:
                 raise DeliveryError(
                     f"the pace toward Segment ({self.rate:g} events/s) holds the next batch for {start - now:.1f}s, "
                     f"past this invocation's time budget ({max(deadline - now, 0):.1f}s left)"
                 )
-            self._next_free = start + events / self.rate
+            self._paced_until = max(self._paced_until, start) + events / (self.rate * CATCH_UP)
         if start > now:
             self._sleep(start - now)
 
@@ -72,11 +86,10 @@ class RateLimiter:
         """Segment said 429: halve the pace, and start no batch before its ``Retry-After`` has passed."""
         with self._lock:
             now = self._clock()
-            # The floor never lifts a share that was below it to begin with.
-            self.rate = max(min(MIN_EVENTS_PER_SECOND, self.target), self.rate / 2)
+            self.rate = max(MIN_EVENTS_PER_SECOND, self.rate / 2)
             self._changed_at = now
             if retry_after:
-                self._next_free = max(self._next_free, now + retry_after)
+                self._held_until = max(self._held_until, now + retry_after)
 
     def _recover(self, now: float) -> None:
         """Add back one step per quiet interval since the last change (called under the lock)."""
@@ -109,14 +122,12 @@ class Sender:
         runs: RunStore,
         *,
         policy: SenderPolicy | None = None,
-        concurrency: int = 1,
         events_per_second_cap: int | None = None,
         read_timeout_s: float | None = None,
         client_factory: Callable[[SegmentConnection, Callable[[float], None]], SegmentClient] | None = None,
     ) -> None:
         self._runs = runs
         self._policy = policy or SenderPolicy.of()
-        self._concurrency = max(1, concurrency)
         self._cap = events_per_second_cap
         self._client_factory = client_factory or partial(default_client, read_timeout_s=read_timeout_s)
         self._clients: dict[str, tuple[SegmentClient, RateLimiter]] = {}
@@ -226,8 +237,7 @@ class Sender:
     def _client(self, destination: SegmentConnection) -> tuple[SegmentClient, RateLimiter]:
         cache_key = destination.model_dump_json()
         if cache_key not in self._clients:
-            rate = min(destination.events_per_second, self._cap or destination.events_per_second)
-            limiter = RateLimiter(rate / self._concurrency)
+            limiter = RateLimiter(destination_pace(destination.events_per_second, self._cap))
             self._clients[cache_key] = (self._client_factory(destination, limiter.throttled), limiter)
         return self._clients[cache_key]
 

@@ -41,9 +41,8 @@ class PlannerSettings(_EnvSettings):
     """How long a run keeps its lock without progress: a run that delivers nothing for this long is abandoned."""
     plan_ahead_seconds: int = Field(default=300, gt=0, le=MAX_DELAY_S)
     """At most this many seconds of the destination's pace wait in the queue; each tick tops it up."""
-    sender_max_concurrency: int = Field(default=1, gt=0)
     segment_events_per_second: int | None = Field(default=None, gt=0)
-    """The senders' concurrency and pace cap (the sender's own settings): chunks are cut to fit their pace."""
+    """The stack's pace cap (the sender's own setting): chunks are cut to a second of the pace at most."""
     notification_topic_arn: str | None = None
     """The stack's own SNS topic: email notifications go there, and SNS notifications may name it."""
     extra_notification_topic_arn: str = ""
@@ -68,10 +67,9 @@ class PlannerSettings(_EnvSettings):
 
 
 class SenderSettings(_EnvSettings):
-    """The sender's environment: run bookkeeping, and how many senders share the rate."""
+    """The sender's environment: run bookkeeping, the pace cap, and where it may post with which keys."""
 
     runs_table: str = Field(min_length=1)
-    sender_max_concurrency: int = Field(default=1, gt=0)
     segment_events_per_second: int | None = Field(default=None, gt=0)
     """The install's ceiling for any destination's events/s (Segment's budget is per workspace)."""
     segment_read_timeout_s: float = Field(default=15.0, gt=0, le=300)

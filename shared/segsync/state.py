@@ -287,13 +287,22 @@ class WarehouseState:
             f"AND NOT EXISTS (SELECT 1 FROM (\n{self.keyed(sync, columns, model)}\n) AS k WHERE k.{KEY} = s.ROW_KEY)"
         )
 
-    def wave_sql(self, sync: AnySync, run_id: str, after_seq: int, rows: int) -> str:
-        """The next ``rows`` rows to send after ``after_seq``, in ``SEQ`` order (a wave)."""
+    def wave_sql(self, sync: AnySync, run_id: str, after_seq: int, rows: int, through_seq: int | None = None) -> str:
+        """The next ``rows`` rows to send after ``after_seq`` (up to ``through_seq``), in ``SEQ`` order (a wave).
+
+        A ``through_seq`` bounds what the warehouse sorts to that span of the run table, whatever its size.
+        """
+        through = "" if through_seq is None else f" AND r.{SEQ} <= {int(through_seq)}"
         return (
             f"SELECT * FROM {self.run_table(sync.name, run_id)} AS r "
-            f"WHERE r.{SEQ} > {int(after_seq)} AND {_sendable('r', sent_kinds(sync))} "
+            f"WHERE r.{SEQ} > {int(after_seq)}{through} AND {_sendable('r', sent_kinds(sync))} "
             f"ORDER BY r.{SEQ} LIMIT {int(rows)}"
         )
+
+    def last_seq(self, sync_name: str, run_id: str) -> int:
+        """The run table's highest ``SEQ`` (0 when it is empty): where its waves end."""
+        [(last,)] = self.warehouse.query(f"SELECT MAX({SEQ}) FROM {self.run_table(sync_name, run_id)}")
+        return int(last or 0)
 
     def reject_bad_keys(self, sync: AnySync, run_id: str, detail_limit: int = REJECTION_DETAIL_LIMIT) -> None:
         """Record the rows whose key is null or shared, in SQL: a model of a million null keys never passes

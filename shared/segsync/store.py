@@ -178,6 +178,11 @@ class RunStore:
         self._table = table
         self._clock = clock
 
+    @property
+    def table(self) -> Any:
+        """The runs table, for the other adapters that keep items there (``segsync.release``)."""
+        return self._table
+
     # ------------------------------------------------------------------------------------------ the lock
 
     def begin(

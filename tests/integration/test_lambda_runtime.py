@@ -112,7 +112,6 @@ def _sender_env(aws: LocalStack, xray: socket.socket, capture: CaptureServer, **
         xray,
         "sender",
         RUNS_TABLE=RUNS_TABLE,
-        SENDER_MAX_CONCURRENCY="1",
         SEGMENT_EVENTS_PER_SECOND="1000",
         SEGMENT_ALLOWED_ENDPOINTS=capture.url,
         **variables,

@@ -14,11 +14,13 @@ import duckdb
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from segsync import planner as planner_module
 from segsync.chunks import decode
 from segsync.config import DuckDBConnection
 from segsync.lifecycle import RunLifecycle
 from segsync.planner import PlanLimits, Planner
 from segsync.queue import ChunkQueue
+from segsync.release import ReleaseSchedule
 from segsync.state import REJECTION_DETAIL_LIMIT, WarehouseState, destination_id
 from segsync.store import ChunkTally, Rejection, RunStore
 from segsync.warehouse.duckdb import DuckDBWarehouse
@@ -49,13 +51,14 @@ class Parts:
         self.stack = stack
         self.runs = RunStore(stack.table(os.environ["RUNS_TABLE"]), clock=clock)
         self.queue = ChunkQueue(stack.client("sqs"), stack.queue_url)
-        self.planner = Planner(self.runs, self.queue, LIMITS)
+        self.planner = Planner(self.runs, self.queue, LIMITS, schedule=ReleaseSchedule(self.runs.table, clock))
         self.lifecycle = self.planner_invocation()
         self.warehouse = DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(warehouse_path)))
         self.state = WarehouseState(self.warehouse, "SEGSYNC")
         self.sync = project.sync("demo-users")
         self.destination = project.connections["segment"].model_copy(update={"events_per_second": 1_000})
         self.clock = clock
+        self.sent_keys: list[str] = []
 
     def planner_invocation(self) -> RunLifecycle:
         """Another planner invocation (its own worker id), sharing the tables and the clock."""
@@ -75,7 +78,10 @@ class Parts:
         return (lifecycle or self.lifecycle).advance(self.sync, self.destination, self.state, lock["run_id"])
 
     def deliver(self, chunks: int | None = None, reject: str | None = None) -> int:
-        """Play a sender counting up to ``chunks`` queued chunks (all by default); rows delivered."""
+        """Play a sender counting up to ``chunks`` queued chunks (all by default); rows delivered.
+
+        The clock moves on by the time those rows take at the pace, as the release schedule spaces them.
+        """
         sqs = self.stack.client("sqs")
         delivered = taken = 0
         while chunks is None or taken < chunks:
@@ -86,11 +92,13 @@ class Parts:
             rejected = [Rejection(row[0], "userId", "test") for row in chunk.rows if row[0] == reject]
             if rejected:
                 self.runs.put_rejections("demo-users", chunk.run_id, chunk.number, rejected)
+            self.sent_keys.extend(row[0] for row in chunk.rows)
             tally = ChunkTally(len(chunk.rows), len(chunk.rows) - len(rejected), len(rejected), 1, 1, 0)
             self.runs.record_chunk(chunk.run_id, chunk.number, tally)
             sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
             delivered += len(chunk.rows)
             taken += 1
+        self.clock.now += delivered / self.destination.events_per_second
         return delivered
 
     def state_rows(self) -> int:
@@ -127,6 +135,43 @@ def test_a_run_goes_out_in_waves_and_commits_each_wave_as_it_is_delivered(parts)
     assert (item["status"], item["waves"], item["checkpoints"], item["committed"]) == ("committed", 3, 3, 300)
     assert item["peak_queued_rows"] == 100
     assert parts.runs.lock("demo-users") is None and parts.run_tables() == []
+
+
+def test_waves_read_the_run_table_a_span_at_a_time_each_row_once_in_order(parts, monkeypatch):
+    # Given waves read 7 rows of the run table per query (so a wave of 100 rows takes many spans)
+    monkeypatch.setattr(planner_module, "WAVE_SPAN", 7)
+    spans = []
+    real = WarehouseState.wave_sql
+
+    def wave_sql(self, sync, run_id, after_seq, rows, through_seq=None):
+        spans.append((after_seq, through_seq))
+        return real(self, sync, run_id, after_seq, rows, through_seq)
+
+    monkeypatch.setattr(WarehouseState, "wave_sql", wave_sql)
+
+    # When a first run goes out, wave by wave
+    parts.start()
+    item = {}
+    while item.get("status") != "committed":
+        parts.deliver()
+        item = parts.tick()
+
+    # Then every user went out once, in order, and no query spanned more than 7 rows of the run table
+    assert parts.sent_keys == [f"user_{i:06d}" for i in range(1, 301)] and item["waves"] == 3
+    assert all(through - after <= 7 for after, through in spans if through is not None)
+
+    # When every 13th user changes, and the next run goes out (its changed rows far apart in the run table)
+    parts.warehouse.execute("UPDATE users SET plan = plan || '+' WHERE CAST(substr(user_id, 6) AS INTEGER) % 13 = 0")
+    parts.sent_keys.clear()
+    parts.start()
+    item = {}
+    while item.get("status") != "committed":
+        parts.deliver()
+        item = parts.tick()
+
+    # Then exactly the changed users went out, once each, in order, in a single wave
+    assert parts.sent_keys == [f"user_{i:06d}" for i in range(13, 301, 13)]
+    assert (item["waves"], item["committed"]) == (1, 23)
 
 
 def test_a_run_longer_than_its_lock_keeps_it_while_it_makes_progress(parts, clock):

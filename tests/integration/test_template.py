@@ -204,7 +204,6 @@ def test_each_function_gets_only_the_settings_it_reads(resources):
     assert planner["RUNS_TABLE"] == {"Ref": "RunsTable"}
     assert planner["QUEUE_URL"] == {"Ref": "ChunkQueue"}
     assert sender["RUNS_TABLE"] == {"Ref": "RunsTable"}
-    assert sender["SENDER_MAX_CONCURRENCY"] == {"Ref": "SenderMaxConcurrency"}
     assert sender["SEGMENT_EVENTS_PER_SECOND"] == {"Ref": "SegmentEventsPerSecond"}
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
     assert powertools <= planner.keys()
@@ -276,7 +275,7 @@ def test_sender_event_source_reports_partial_failures_and_is_throttled(resources
     ]
 
     # When / Then it reads the chunk queue, reports failed records one by one, fits Lambda's payload
-    # cap with full-size chunks, and its concurrency is the parameter the sender divides its rate by
+    # cap with full-size chunks, and its concurrency is the stack's parameter
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ChunkQueue", "Arn"]}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] * SQS_MESSAGE_BYTES <= LAMBDA_PAYLOAD_BYTES
@@ -824,10 +823,9 @@ def test_chunks_are_cut_for_the_senders_timeout_and_batch_size(resources):
     ]
     planner = _env(resources, "PlannerFunction")
 
-    # When / Then the planner's pacing arithmetic uses the template's numbers and the senders' settings
+    # When / Then the planner's pacing arithmetic uses the template's numbers and the stack's pace cap
     assert resources["SenderFunction"]["Properties"]["Timeout"] == SENDER_TIMEOUT_S
     assert mapping["BatchSize"] == SENDER_BATCH_SIZE
-    assert planner["SENDER_MAX_CONCURRENCY"] == {"Ref": "SenderMaxConcurrency"}
     assert planner["SEGMENT_EVENTS_PER_SECOND"] == {"Ref": "SegmentEventsPerSecond"}
 
 

@@ -1,36 +1,37 @@
-"""Chunks cut to the pace: one sender invocation always delivers its chunks before its timeout."""
+"""Chunks cut to the release schedule: at most one second of the pace, so a sender sends each in one go."""
 
 from __future__ import annotations
 
 import pytest
 
-from segsync.errors import ConfigError
-from segsync.pacing import PACED_SHARE, SENDER_BATCH_SIZE, SENDER_TIMEOUT_S, chunk_rows, sender_share
+from segsync.pacing import RELEASE_STEP_S, SENDER_BATCH_SIZE, SENDER_TIMEOUT_S, chunk_rows, destination_pace
 
 
-def test_at_the_default_pace_chunks_keep_their_configured_size():
-    # Given Segment's 1,000 events/s shared by the template's default 5 senders
-    # When / Then a chunk may hold the planner's 1,000 rows (5 chunks take 25 s of a 120 s invocation)
-    assert chunk_rows(1_000, 1_000, 5, ceiling=1_000) == 1_000
+def test_at_segments_pace_chunks_keep_their_configured_size():
+    # Given Segment's 1,000 events/s, When / Then a chunk may hold the planner's 1,000 rows (one second of it)
+    assert chunk_rows(1_000, 1_000, ceiling=1_000) == 1_000
 
 
 @pytest.mark.parametrize(
-    ("events_per_second", "cap", "concurrency"),
-    [(100, None, 5), (1_000, 1_000, 1_000), (1_000, 50, 2), (10, 1_000, 1)],
+    ("events_per_second", "cap", "rows"),
+    [(100, None, 100), (1_000, 50, 50), (10, 1_000, 10), (1, None, 1)],
 )
-def test_a_slow_pace_gets_chunks_one_invocation_can_deliver(events_per_second, cap, concurrency):
-    # Given a pace slow for its senders (a low destination pace, a low cap, or many senders)
-    rows = chunk_rows(events_per_second, cap, concurrency, ceiling=1_000)
-
-    # When a sender gets a full batch of such chunks at its share of the pace
-    seconds = SENDER_BATCH_SIZE * rows / sender_share(events_per_second, cap, concurrency)
-
-    # Then it spends at most its paced share of the timeout waiting on the pace
-    assert 1 <= rows < 1_000
-    assert seconds <= SENDER_TIMEOUT_S * PACED_SHARE
+def test_a_slow_pace_gets_chunks_of_one_second_of_it(events_per_second, cap, rows):
+    # Given a pace slower than the configured chunk (a low destination pace or a low stack cap)
+    # When the planner cuts chunks, Then each holds one release step of the pace (never less than a row)
+    assert chunk_rows(events_per_second, cap, ceiling=1_000) == rows == destination_pace(events_per_second, cap)
 
 
-def test_a_pace_too_slow_for_even_one_row_fails_the_run_saying_what_to_change():
-    # Given 1 event/s shared by 1,000 senders, When / Then the planner refuses, naming both knobs
-    with pytest.raises(ConfigError, match="raise events_per_second or lower SenderMaxConcurrency"):
-        chunk_rows(1, None, 1_000, ceiling=1_000)
+def test_the_stack_cap_only_ever_lowers_a_destinations_pace():
+    assert (destination_pace(1_000, None), destination_pace(1_000, 400), destination_pace(300, 400)) == (
+        1_000,
+        400,
+        300,
+    )
+
+
+def test_a_sender_handed_a_full_batch_at_once_delivers_it_at_the_pace_well_within_its_timeout():
+    # Given a backlog: SENDER_BATCH_SIZE chunks of one release step each, found together
+    # When the sender's guard holds it to the pace, Then the batch takes SENDER_BATCH_SIZE steps,
+    # under half of the invocation's timeout (the rest covers requests, retries and backoff)
+    assert SENDER_BATCH_SIZE * RELEASE_STEP_S <= SENDER_TIMEOUT_S / 2

@@ -83,20 +83,20 @@ def test_lower_case_variables_are_not_read():
         PlannerSettings.from_env({k.lower(): v for k, v in PLANNER_ENV.items()})
 
 
-def test_sender_settings_need_only_the_runs_table_and_default_to_one_sender():
+def test_sender_settings_need_only_the_runs_table_and_cap_no_pace_unless_told():
     # Given the sender's required variable, When read
     settings = SenderSettings.from_env(SENDER_ENV)
 
-    # Then the rate is shared by a single sender unless told otherwise
+    # Then each destination keeps its own pace: the stack caps none
     assert settings.runs_table == "segsync-runs"
-    assert settings.sender_max_concurrency == 1
+    assert settings.segment_events_per_second is None
 
 
-def test_sender_concurrency_is_read_and_must_be_positive():
-    # Given a concurrency from the template, When read, Then it is used; zero is refused by name
-    assert SenderSettings.from_env({**SENDER_ENV, "SENDER_MAX_CONCURRENCY": "4"}).sender_max_concurrency == 4
-    with pytest.raises(ConfigError, match="SENDER_MAX_CONCURRENCY"):
-        SenderSettings.from_env({**SENDER_ENV, "SENDER_MAX_CONCURRENCY": "0"})
+def test_the_stack_pace_cap_is_read_and_must_be_positive():
+    # Given a cap from the template, When read, Then it is used; zero is refused by name
+    assert SenderSettings.from_env({**SENDER_ENV, "SEGMENT_EVENTS_PER_SECOND": "400"}).segment_events_per_second == 400
+    with pytest.raises(ConfigError, match="SEGMENT_EVENTS_PER_SECOND"):
+        SenderSettings.from_env({**SENDER_ENV, "SEGMENT_EVENTS_PER_SECOND": "0"})
 
 
 def test_missing_runs_table_is_named_for_the_sender():

@@ -102,7 +102,6 @@ def container_env(container_host: str, port: int, queue_path: str, capture_port:
         "SenderFunction": {
             "AWS_ENDPOINT_URL": endpoint,
             "RUNS_TABLE": RUNS_TABLE,
-            "SENDER_MAX_CONCURRENCY": "1",
             "SEGMENT_EVENTS_PER_SECOND": "1000",
             "SEGMENT_WRITE_KEY": LOCAL_WRITE_KEY,
             # The capture endpoint is where the loaded project's destinations point (see with_capture).

@@ -98,7 +98,9 @@ def run_local(
 
         def tick() -> list[dict[str, Any]]:
             """EventBridge's tick: checkpoints, next waves, lock renewal, and commit once all is delivered."""
-            return driver.plan({"action": "continue", "syncs": names, "trigger": trigger})["runs"]
+            live = driver.plan({"action": "continue", "syncs": names, "trigger": trigger})["runs"]
+            stack.forget_tracked()
+            return live
 
         stats = driver.drain(progress=progress.advance, tick=tick, tick_seconds=tick_seconds)
         progress.close()
