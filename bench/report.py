@@ -266,7 +266,7 @@ def _cost_rows(cost: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The unpaced and paced bills side by side: dollars by part, then the units behind them."""
     paced = cost["paced"]
     unpaced_usd, paced_usd = cost["breakdown_usd"], cost["breakdown_usd_paced_1000_eps"]
-    rows = [(f"$ {part}", f"{unpaced_usd[part]:.5f}", f"{paced_usd[part]:.5f}") for part in unpaced_usd]
+    rows = [(f"USD {part}", f"{unpaced_usd[part]:.5f}", f"{paced_usd[part]:.5f}") for part in unpaced_usd]
     lam, lam_paced = cost["lambda"], paced["lambda"]
     sqs, sqs_paced = cost["sqs_requests_per_million_rows"], paced["sqs_requests_per_million_rows"]
     ddb, ddb_paced = cost["dynamodb_per_million_rows"], paced["dynamodb_per_million_rows"]
