@@ -522,7 +522,10 @@ class PlannerCrash(BaseException):
 def test_a_planner_crash_after_enqueueing_is_recovered_at_the_next_tick_and_nothing_goes_out_twice(
     project_file, tmp_path, chunks_of_50, monkeypatch
 ):
-    # Given a planner that dies right after queueing its first wave, before recording it
+    # Given a planner that dies right after queueing its first wave, before recording it. Its stretch of the
+    # destination's release schedule is never given back, so the wave queued again waits that stretch out:
+    # a plan-ahead of 3 s keeps that wait short (at the default 300 s it would be five minutes).
+    monkeypatch.setenv("PLAN_AHEAD_SECONDS", "3")
     real_send_all = ChunkQueue.send_all
 
     def send_all_then_die(self: ChunkQueue, bodies):
