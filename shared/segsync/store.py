@@ -297,6 +297,17 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------------ run items
 
+    def _lock_held(self, sync: str, holder: str) -> dict[str, Any]:
+        """A transaction's check that ``holder`` still holds the sync's lock: every fenced write carries one."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table.name,
+                "Key": to_item({"pk": f"sync#{sync}", "sk": "lock"}),
+                "ConditionExpression": "run_id = :holder",
+                "ExpressionAttributeValues": to_item({":holder": holder}),
+            }
+        }
+
     def update_run(self, sync: str, run_id: str, *, holder: str | None = None, **fields: Any) -> None:
         """Set fields of a run's item, fenced: only while ``holder`` (default: the run) holds the sync's lock.
 
@@ -307,14 +318,7 @@ class RunStore:
         try:
             self._client().transact_write_items(
                 TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._table.name,
-                            "Key": to_item({"pk": f"sync#{sync}", "sk": "lock"}),
-                            "ConditionExpression": "run_id = :holder",
-                            "ExpressionAttributeValues": to_item({":holder": holder or run_id}),
-                        }
-                    },
+                    self._lock_held(sync, holder or run_id),
                     {"Update": {"TableName": self._table.name, **_update(f"sync#{sync}", f"run#{run_id}", values)}},
                 ]
             )
@@ -460,14 +464,7 @@ class RunStore:
         try:
             self._client().transact_write_items(
                 TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._table.name,
-                            "Key": to_item({"pk": f"sync#{sync}", "sk": "lock"}),
-                            "ConditionExpression": "run_id = :holder",
-                            "ExpressionAttributeValues": to_item({":holder": run_id}),
-                        }
-                    },
+                    self._lock_held(sync, run_id),
                     {"Update": {"TableName": self._table.name, **update}},
                     {
                         "Put": {

@@ -89,14 +89,7 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="with --wait: give up waiting after this long (exit 3; the run goes on)",
     )
-    run.add_argument(
-        "--tick-seconds",
-        type=float,
-        default=DEFAULT_TICK_S,
-        metavar="N",
-        help="tick the planner every N seconds while the senders work, as EventBridge would (default "
-        f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
-    )
+    _add_tick_seconds(run)
     run.add_argument("--json", action="store_true", help="machine-readable summary")
     add_verbose(run)
     run.set_defaults(command=lambda args: run_in_stack(args) if args.stack and not args.faults else run_project(args))
@@ -118,14 +111,7 @@ def register(commands: Any) -> None:
         help=f"the capture endpoint's port (default {CAPTURE_PORT}; the demo's state is the same on any port)",
     )
     demo.add_argument("--faults", metavar="SPEC", help=FAULTS_HELP)
-    demo.add_argument(
-        "--tick-seconds",
-        type=float,
-        default=DEFAULT_TICK_S,
-        metavar="N",
-        help="tick the planner every N seconds while the senders work, as EventBridge would (default "
-        f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
-    )
+    _add_tick_seconds(demo)
     add_verbose(demo)
     demo.set_defaults(command=run_demo)
 
@@ -350,3 +336,15 @@ def _table(report: Any) -> str:
             lines.append(f"{r.sync}: rejected {count:,}: {reason}")
     lines.append(f"total: {report.seconds:.2f} s")
     return "\n".join(lines)
+
+
+def _add_tick_seconds(parser: argparse.ArgumentParser) -> None:
+    """The ``--tick-seconds`` flag of every command that runs syncs locally."""
+    parser.add_argument(
+        "--tick-seconds",
+        type=float,
+        default=DEFAULT_TICK_S,
+        metavar="N",
+        help="tick the planner every N seconds while the senders work, as EventBridge would (default "
+        f"{DEFAULT_TICK_S:g}): checkpoints, next waves, lock renewal, commit",
+    )
