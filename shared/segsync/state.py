@@ -198,13 +198,22 @@ class WarehouseState:
     def diff_statement(
         self, sync: AnySync, run_id: str, destination: str, columns: list[ModelColumn], *, full_resync: bool
     ) -> list[str]:
-        """The run table: ``diff_query``'s rows, kept for the run's waves and checkpoints."""
-        return self.dialect.create_table_as(
-            self.run_table(sync.name, run_id), self.diff_query(sync, destination, columns, full_resync=full_resync)
-        )
+        """The run table: ``diff_query``'s rows, numbered, kept for the run's waves and checkpoints."""
+        d, table = self.dialect, self.run_table(sync.name, run_id)
+        query = self.diff_query(sync, destination, columns, full_resync=full_resync, seq=d.row_number())
+        return d.create_table_as(table, query) + d.number_rows(table, SEQ)
 
-    def diff_query(self, sync: AnySync, destination: str, columns: list[ModelColumn], *, full_resync: bool) -> str:
-        """Every model row with its key, key count, hashes, change kind and number; reads state, writes nothing.
+    def diff_query(
+        self,
+        sync: AnySync,
+        destination: str,
+        columns: list[ModelColumn],
+        *,
+        full_resync: bool,
+        seq: str = "NULL",
+    ) -> str:
+        """Every model row with its key, key count, hashes, change kind and ``seq`` (the SQL of its number: only the
+        run table needs one, ``diff_statement``); reads state, writes nothing.
 
         Update or Create: new and changed rows go out. Append: only keys never delivered. A full
         resync ignores state. Rows with a null or repeated key are kept so they can be rejected by name.
@@ -230,7 +239,7 @@ class WarehouseState:
             return (
                 f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
                 f"SELECT k.{KEY}, k.{KEY_COUNT}, k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, {change} AS {CHANGE}, "
-                f"ROW_NUMBER() OVER () AS {SEQ}, {d.cast_text('NULL')} AS {PREVIOUS_VALUES}, {model_columns}"
+                f"{seq} AS {SEQ}, {d.cast_text('NULL')} AS {PREVIOUS_VALUES}, {model_columns}"
                 f"\nFROM k LEFT JOIN {self.state_table} AS s ON {ours} AND s.ROW_KEY = k.{KEY}"
             )
         # Every model row has a key count (1 or more), so a row without one is a key only state has. Only
@@ -241,7 +250,7 @@ class WarehouseState:
             f"SELECT COALESCE(k.{KEY}, s.ROW_KEY) AS {KEY}, COALESCE(k.{KEY_COUNT}, 1) AS {KEY_COUNT}, "
             f"k.{ROW_HASH}, s.ROW_HASH AS {PREVIOUS_HASH}, "
             f"CASE WHEN k.{KEY_COUNT} IS NULL THEN '{REMOVED}' ELSE {change} END AS {CHANGE}, "
-            f"ROW_NUMBER() OVER () AS {SEQ}, {d.cast_text(values)} AS {PREVIOUS_VALUES}, {model_columns}"
+            f"{seq} AS {SEQ}, {d.cast_text(values)} AS {PREVIOUS_VALUES}, {model_columns}"
             f"\nFROM k FULL OUTER JOIN (SELECT s.ROW_KEY, s.ROW_HASH, s.ROW_VALUES FROM {self.state_table} AS s "
             f"WHERE {ours}) AS s ON s.ROW_KEY = k.{KEY}"
         )
