@@ -49,8 +49,9 @@ def _project(connection: dict[str, Any]) -> Any:
     )
 
 
-def _plan(connection: dict[str, Any], moto: str) -> dict[str, Any]:
-    """One first run of the sync through the planner handler, timed."""
+def _plan(connection: dict[str, Any], moto: str, allowed_hosts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One first run of the sync through the planner handler, timed; ``allowed_hosts``: the stack's
+    WarehouseAllowedHosts (a PostgreSQL server has no vendor host)."""
     import requests
 
     from segsync.local.driver import PLANNER_TIMEOUT_S, LambdaContext, load_handler
@@ -58,7 +59,7 @@ def _plan(connection: dict[str, Any], moto: str) -> dict[str, Any]:
     from segsync.store import SyncStore
 
     requests.post(f"{moto}/moto-api/reset", timeout=30).raise_for_status()
-    stack = create_resources(moto)
+    stack = create_resources(moto, (), allowed_hosts)
     os.environ.update(stack.env)
     SyncStore(stack.table(SYNCS_TABLE)).push(_project(connection))
     handler = load_handler("planner")
@@ -100,11 +101,11 @@ def main() -> int:
         with psycopg.connect(server.admin_dsn("bench"), autocommit=True) as admin:
             admin.execute(POSTGRES_TABLE.format(users=args.users))
             admin.execute("GRANT SELECT ON users TO segsync; ANALYZE users")
-        os.environ["BENCH_POSTGRES_CREDENTIALS"] = pg.PASSWORD
+        os.environ["SEGSYNC_WAREHOUSE_BENCH_POSTGRES"] = pg.PASSWORD
         connection = {"type": "postgres", "host": server.host, "port": server.port, "database": "bench",
                       "user": pg.USER, "sslmode": "disable",
-                      "credentials": {"env": "BENCH_POSTGRES_CREDENTIALS"}}  # fmt: skip
-        results["postgres"] = _plan(connection, args.moto)
+                      "credentials": {"env": "SEGSYNC_WAREHOUSE_BENCH_POSTGRES"}}  # fmt: skip
+        results["postgres"] = _plan(connection, args.moto, (f"{server.host}:{server.port}",))
     finally:
         pg.stop(server)
     write_result(args.result, results)

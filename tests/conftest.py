@@ -101,10 +101,10 @@ def postgres_connection(
     """A fresh database for this test, and segsync's connection to it (its password in the environment)."""
     database = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:60]
     postgres_server.create_database(database)
-    monkeypatch.setenv("POSTGRES_CREDENTIALS", json.dumps({"password": pg.PASSWORD}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_POSTGRES_CREDENTIALS", json.dumps({"password": pg.PASSWORD}))
     return PostgresConnection.model_validate(
         {"type": "postgres", "host": postgres_server.host, "port": postgres_server.port, "database": database,
-         "user": pg.USER, "sslmode": "disable", "credentials": {"env": "POSTGRES_CREDENTIALS"}}
+         "user": pg.USER, "sslmode": "disable", "credentials": {"env": "SEGSYNC_WAREHOUSE_POSTGRES_CREDENTIALS"}}
     )  # fmt: skip
 
 
@@ -142,10 +142,10 @@ def bigquery_connection(
         admin.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
     admin.create_dataset("MODELS")
     admin.close()
-    monkeypatch.setenv("BIGQUERY_CREDENTIALS", bigquery_tokens.service_account())
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_BIGQUERY_CREDENTIALS", bigquery_tokens.service_account())
     return BigQueryConnection.model_validate(
         {"type": "bigquery", "project": bq.PROJECT, "location": "US", "api_endpoint": bigquery_emulator.url,
-         "credentials": {"env": "BIGQUERY_CREDENTIALS"}}
+         "credentials": {"env": "SEGSYNC_WAREHOUSE_BIGQUERY_CREDENTIALS"}}
     )  # fmt: skip
 
 
@@ -162,8 +162,8 @@ def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[db
 
 @pytest.fixture
 def databricks_connection(databricks_emulator: dbx.Emulator, monkeypatch: pytest.MonkeyPatch) -> DatabricksConnection:
-    monkeypatch.setenv("DATABRICKS_CREDENTIALS", json.dumps({"token": dbx.TOKEN}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_DATABRICKS_CREDENTIALS", json.dumps({"token": dbx.TOKEN}))
     return DatabricksConnection.model_validate(
         {"type": "databricks", "server_hostname": databricks_emulator.url, "http_path": dbx.HTTP_PATH,
-         "credentials": {"env": "DATABRICKS_CREDENTIALS"}}
+         "credentials": {"env": "SEGSYNC_WAREHOUSE_DATABRICKS_CREDENTIALS"}}
     )  # fmt: skip

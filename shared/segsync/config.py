@@ -34,6 +34,11 @@ SEGMENT_HOSTS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segme
 WRITE_KEY_ENV_PREFIX = "SEGMENT_"
 """An environment variable holding a write key starts with this, so the function's own environment
 (AWS_SECRET_ACCESS_KEY and the rest) can never be named as one (see segsync.endpoints)."""
+WAREHOUSE_ENV_PREFIX = "SEGSYNC_WAREHOUSE_"
+"""An environment variable holding warehouse credentials starts with this, for the same reason (see
+segsync.warehouse.policy)."""
+SNOWFLAKE_ACCOUNT = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+"""An account identifier: dot-separated labels, so the host the connector makes of it is Snowflake's."""
 
 
 # Descriptions that several fields share (they reach the JSON Schema and the docs' project file reference).
@@ -66,6 +71,19 @@ class SecretRef(Model):
         return self
 
 
+def _warehouse_env(value: SecretRef) -> SecretRef:
+    """Warehouse credentials from the environment come from a SEGSYNC_WAREHOUSE_ variable, never another."""
+    if value.env is not None and not value.env.startswith(WAREHOUSE_ENV_PREFIX):
+        raise ValueError(
+            f"warehouse credentials' environment variable must start with {WAREHOUSE_ENV_PREFIX} "
+            f"(e.g. {WAREHOUSE_ENV_PREFIX}PASSWORD), not {value.env}"
+        )
+    return value
+
+
+_CREDENTIALS_ENV = f"{{env: {WAREHOUSE_ENV_PREFIX}...}} or {{secret: NAME}}"
+
+
 class DuckDBConnection(Model):
     """The embedded default warehouse: a DuckDB file."""
 
@@ -83,7 +101,9 @@ class SnowflakeConnection(Model):
     """A Snowflake warehouse; credentials come from Secrets Manager or the environment."""
 
     type: Literal["snowflake"]
-    account: str = Field(description="the account identifier, e.g. xy12345.eu-west-1 or ORGNAME-ACCOUNTNAME")
+    account: str = Field(
+        pattern=SNOWFLAKE_ACCOUNT, description="the account identifier, e.g. xy12345.eu-west-1 or ORGNAME-ACCOUNTNAME"
+    )
     user: str = Field(description="the user segsync signs in as")
     warehouse: str | None = Field(
         default=None, description="the virtual warehouse queries run on (default: the user's)"
@@ -92,25 +112,38 @@ class SnowflakeConnection(Model):
     schema_: str | None = Field(default=None, alias="schema", description="the schema of the models' unqualified names")
     role: str | None = Field(default=None, description="the role queries run as (default: the user's)")
     credentials: SecretRef = Field(
-        description='JSON {"private_key": PEM, "private_key_passphrase": ...} (key pair) or {"password": ...}'
+        description=f'{_CREDENTIALS_ENV}: JSON {{"private_key": PEM, "private_key_passphrase": ...}} (key pair) '
+        'or {"password": ...}'
+    )
+    host: str | None = Field(
+        default=None,
+        description="another address for the account (a proxy, an emulator), as https://HOST[:PORT]; "
+        "in AWS it must be listed in WarehouseAllowedHosts. Default: ACCOUNT.snowflakecomputing.com",
     )
     state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
+
+    _credentials_env = field_validator("credentials")(_warehouse_env)
 
 
 class PostgresConnection(Model):
     """A PostgreSQL database; the password comes from Secrets Manager or the environment."""
 
     type: Literal["postgres"]
-    host: str = Field(min_length=1, description="the server's host name or address")
+    host: str = Field(
+        min_length=1,
+        description="the server's host name or address; in AWS it must be listed in WarehouseAllowedHosts",
+    )
     port: int = Field(default=5432, gt=0, lt=65536, description="the server's port")
     database: str = Field(min_length=1, description="the database holding the models and the bookkeeping schema")
     user: str = Field(min_length=1, description="the role segsync signs in as")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer", description="libpq's sslmode: require (or verify-full) across any network you do not own"
     )
-    credentials: SecretRef = Field(description='JSON {"password": "..."}, or the password itself')
+    credentials: SecretRef = Field(description=f'{_CREDENTIALS_ENV}: JSON {{"password": "..."}}, or the password')
     state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
     connect_timeout: int = Field(default=10, gt=0, description="seconds to wait for the server to answer")
+
+    _credentials_env = field_validator("credentials")(_warehouse_env)
 
 
 class RedshiftConnection(Model):
@@ -131,7 +164,9 @@ class RedshiftConnection(Model):
     secret_arn: str | None = Field(default=None, description="a Secrets Manager secret holding username and password")
     region: str | None = Field(default=None, description="the cluster's region (default: the planner's)")
     endpoint_url: str | None = Field(
-        default=None, description="another Data API endpoint (a VPC interface endpoint's URL); default: AWS's"
+        default=None,
+        description="another Data API endpoint (a VPC interface endpoint's URL); default: AWS's. In AWS it must be "
+        "listed in WarehouseAllowedHosts",
     )
     state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
 
@@ -151,10 +186,14 @@ class BigQueryConnection(Model):
     project: str = Field(min_length=1, description="the project queries run (and are billed) in")
     dataset: str = Field(default="SEGSYNC", description="the dataset segsync keeps its bookkeeping tables in")
     location: str = Field(default="US", description="where the dataset and the query jobs live (US, EU, a region)")
-    credentials: SecretRef = Field(description="the service account's JSON key")
+    credentials: SecretRef = Field(description=f"{_CREDENTIALS_ENV}: the service account's JSON key")
     api_endpoint: str | None = Field(
-        default=None, description="another BigQuery API base (a Private Service Connect endpoint)"
+        default=None,
+        description="another BigQuery API base (a Private Service Connect endpoint); in AWS it must be listed "
+        "in WarehouseAllowedHosts",
     )
+
+    _credentials_env = field_validator("credentials")(_warehouse_env)
 
     @property
     def state_schema(self) -> str:
@@ -166,14 +205,21 @@ class DatabricksConnection(Model):
     """A Databricks SQL warehouse; its token comes from Secrets Manager or the environment."""
 
     type: Literal["databricks"]
-    server_hostname: str = Field(min_length=1, description="e.g. dbc-a1b2c3d4-e5f6.cloud.databricks.com")
+    server_hostname: str = Field(
+        min_length=1,
+        description="e.g. dbc-a1b2c3d4-e5f6.cloud.databricks.com (Databricks' cloud domains; any other host must be "
+        "listed in WarehouseAllowedHosts)",
+    )
     http_path: str = Field(min_length=1, description="the SQL warehouse's HTTP path, /sql/1.0/warehouses/...")
     catalog: str | None = Field(default=None, description="the catalog of the models' unqualified names")
     schema_: str | None = Field(default=None, alias="schema", description="the schema of the models' unqualified names")
     credentials: SecretRef = Field(
-        description='a personal access or service principal token: JSON {"token": ...} or the token'
+        description=f'{_CREDENTIALS_ENV}: a personal access or service principal token: JSON {{"token": ...}} '
+        "or the token"
     )
     state_schema: str = Field(default="SEGSYNC", description=_STATE_SCHEMA_TEXT)
+
+    _credentials_env = field_validator("credentials")(_warehouse_env)
 
 
 AnyWarehouseConnection = (

@@ -32,6 +32,7 @@ from segsync.settings import (
 from segsync.state import WarehouseState
 from segsync.store import NotificationLog, RunStore, SyncStore
 from segsync.warehouse import connect
+from segsync.warehouse.policy import WarehousePolicy
 
 DEADLINE_MARGIN_S = 5.0
 
@@ -86,6 +87,7 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
         ),
     )
     notifier = _notifier(store, runs, settings)
+    policy = WarehousePolicy.of(settings.warehouse_allowed_hosts, settings.warehouse_secrets_prefix)
     lifecycle = RunLifecycle(runs, planner, settings.run_lock_seconds, on_outcome=notifier.run_finished)
     named = request.syncs or ([request.sync] if request.sync else None)
     if request.mark_synced and (named is None or request.action != "run"):
@@ -101,9 +103,9 @@ def plan_event(event: dict[str, Any], settings: PlannerSettings, invoke: Invoke 
     for name in named:
         logger.append_keys(sync=name)
         if request.action == "continue":
-            results.append(_continue_one(store, lifecycle, name))
+            results.append(_continue_one(store, lifecycle, name, policy))
         else:
-            results.append(_run_one(store, lifecycle, name, request))
+            results.append(_run_one(store, lifecycle, name, request, policy))
     return {"runs": [r for r in results if r is not None]}
 
 
@@ -132,8 +134,16 @@ def _self_invoker(settings: PlannerSettings) -> Invoke:
     return invoke
 
 
-def _resolve(store: SyncStore, name: str) -> tuple[Any, AnyWarehouseConnection, SegmentConnection]:
-    """A sync item and its connections, validated; ConfigError names what is wrong."""
+def _resolve(
+    store: SyncStore, name: str, policy: WarehousePolicy
+) -> tuple[Any, AnyWarehouseConnection, SegmentConnection]:
+    """A sync item and its connections, validated, its source checked against the deployment's policy.
+
+    Raises:
+        ConfigError: names what is wrong.
+        PolicyError: the source would send credentials where the deployment does not allow, or read them
+            from where it may not (before any secret is read).
+    """
     sync = store.sync(name)
     source = store.connection(sync.source)
     destination = store.connection(sync.destination)
@@ -141,16 +151,19 @@ def _resolve(store: SyncStore, name: str) -> tuple[Any, AnyWarehouseConnection, 
         raise ConfigError(f"sync '{name}': source '{sync.source}' is not a warehouse connection")
     if not isinstance(destination, SegmentConnection):
         raise ConfigError(f"sync '{name}': destination '{sync.destination}' is not a segment connection")
+    policy.check(name, sync.source, source)
     return sync, source, destination
 
 
-def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: PlannerEvent) -> dict[str, Any] | None:
+def _run_one(
+    store: SyncStore, lifecycle: RunLifecycle, name: str, request: PlannerEvent, policy: WarehousePolicy
+) -> dict[str, Any] | None:
     if request.run_id and lifecycle.known(name, request.run_id):
         # Lambda may deliver an asynchronous invocation twice: the run it asked for exists already.
         logger.info("run already started", extra={"sync": name, "run_id": request.run_id})
         return None
     try:
-        sync, source, destination = _resolve(store, name)
+        sync, source, destination = _resolve(store, name, policy)
         with connect(source) as warehouse:
             result = lifecycle.start(
                 sync,
@@ -173,13 +186,15 @@ def _run_one(store: SyncStore, lifecycle: RunLifecycle, name: str, request: Plan
     return result.summary()
 
 
-def _continue_one(store: SyncStore, lifecycle: RunLifecycle, name: str) -> dict[str, Any] | None:
+def _continue_one(
+    store: SyncStore, lifecycle: RunLifecycle, name: str, policy: WarehousePolicy
+) -> dict[str, Any] | None:
     """Move the sync's live run along, if it has one; its run item as it is now."""
     lock = lifecycle.live(name)
     if lock is None:
         return None
     try:
-        sync, source, destination = _resolve(store, name)
+        sync, source, destination = _resolve(store, name, policy)
         with connect(source) as warehouse:
             run = lifecycle.advance(sync, destination, WarehouseState(warehouse, source.state_schema), lock)
     except SegsyncError as exc:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from segsync.endpoints import DEFAULT_SECRETS_PREFIX, parse_allowed
 from segsync.errors import ConfigError
+from segsync.warehouse.policy import DEFAULT_SECRETS_PREFIX as WAREHOUSE_SECRETS_PREFIX
+from segsync.warehouse.policy import parse_allowed_hosts
 from segsync.waves import MAX_DELAY_S
 
 
@@ -53,6 +55,15 @@ class PlannerSettings(_EnvSettings):
     """The project file name notifications quote in the command that shows more."""
     aws_lambda_function_name: str | None = None
     """Set by Lambda itself: the tick invokes this function once per due sync."""
+    warehouse_allowed_hosts: tuple[str, ...] = ()
+    """Hosts besides the warehouse vendors' own that connections may name (comma-separated host or host:port)."""
+    warehouse_secrets_prefix: str = Field(default=WAREHOUSE_SECRETS_PREFIX, min_length=1)
+    """The only Secrets Manager names warehouse credentials may come from (the template's WarehouseSecretsPrefix)."""
+
+    @field_validator("warehouse_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        return parse_allowed_hosts(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _lock_outlives_a_wave(self) -> PlannerSettings:

@@ -273,9 +273,10 @@ def test_snowflake_credentials_never_leak(
     endpoint, _ = hostile_endpoint
     pem, pem_line = _key_pair(PASSPHRASE)
     monkeypatch.setenv("SEGMENT_WRITE_KEY", WRITE_KEY)
-    monkeypatch.setenv("SF_PASSWORD_CREDENTIALS", json.dumps({"password": PASSWORD}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_SF_PASSWORD_CREDENTIALS", json.dumps({"password": PASSWORD}))
     monkeypatch.setenv(
-        "SF_KEY_PAIR_CREDENTIALS", json.dumps({"private_key": pem, "private_key_passphrase": PASSPHRASE})
+        "SEGSYNC_WAREHOUSE_SF_KEY_PAIR_CREDENTIALS",
+        json.dumps({"private_key": pem, "private_key_passphrase": PASSPHRASE}),
     )
 
     def snowflake(name: str, account: str, credentials: str) -> dict[str, Any]:
@@ -302,9 +303,9 @@ def test_snowflake_credentials_never_leak(
     def snowflake_project(data: dict[str, Any]) -> None:
         data["connections"] = {
             "segment": data["connections"]["segment"],
-            "by_password": snowflake("by_password", "acme-xy12345", "SF_PASSWORD_CREDENTIALS"),
-            "by_key_pair": snowflake("by_key_pair", "acme-xy12345", "SF_KEY_PAIR_CREDENTIALS"),
-            "broken": snowflake("broken", "broken", "SF_PASSWORD_CREDENTIALS"),
+            "by_password": snowflake("by_password", "acme-xy12345", "SEGSYNC_WAREHOUSE_SF_PASSWORD_CREDENTIALS"),
+            "by_key_pair": snowflake("by_key_pair", "acme-xy12345", "SEGSYNC_WAREHOUSE_SF_KEY_PAIR_CREDENTIALS"),
+            "broken": snowflake("broken", "broken", "SEGSYNC_WAREHOUSE_SF_PASSWORD_CREDENTIALS"),
         }
         data["syncs"] = [
             sync("sf-password", "by_password"),

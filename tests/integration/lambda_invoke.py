@@ -2,7 +2,7 @@
 
 Run as ``python3.12 -I -S -B lambda_invoke.py REQUEST RESULT`` by ``lambda_layers.Runtime.invoke``:
 REQUEST (JSON) gives ``sys.path`` (the function's folder, then the layers), the event, the timeout,
-modules that must be absent, and optionally where fakesnow's server listens. RESULT receives the
+modules that must be absent, and optionally fakesnow's test options for the Snowflake connector. RESULT receives the
 handler's response, or the error, as JSON. Only the standard library is imported before the handler.
 """
 
@@ -31,18 +31,19 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def point_connector_at(server: dict) -> None:
-    """Send the real Snowflake connector to fakesnow's server instead of <account>.snowflakecomputing.com.
+def add_fakesnow_options(options: dict) -> None:
+    """Give the real Snowflake connector fakesnow's test options (no telemetry, no retries).
 
-    The adapter calls ``snowflake.connector.connect`` through the module, so adding the server's host,
-    port and protocol there is the only difference from Lambda's path to Snowflake.
+    Where it connects stays the sync's ``host``, which the planner checks against WAREHOUSE_ALLOWED_HOSTS:
+    the adapter calls ``snowflake.connector.connect`` through the module, so these options are the only
+    difference from Lambda's path to Snowflake.
     """
     import snowflake.connector
 
     connect = snowflake.connector.connect
 
     def to_server(**kwargs):
-        return connect(**{**kwargs, **server})
+        return connect(**{**kwargs, **options})
 
     snowflake.connector.connect = to_server
 
@@ -56,7 +57,7 @@ def main(request_path: str, result_path: str) -> int:
         if result["importable"]:
             raise RuntimeError(f"modules that the layers do not ship are importable: {result['importable']}")
         if request["snowflake"]:
-            point_connector_at(request["snowflake"])
+            add_fakesnow_options(request["snowflake"])
         import app
 
         result["response"] = app.handler(request["event"], Context(request["function"], request["timeout_s"]))

@@ -113,7 +113,7 @@ class Runtime:
         """Run ``functions/<function>/app.py``'s handler once on ``event`` with exactly ``env`` as environment.
 
         ``absent``: modules that must not be importable there (checked before the handler is imported).
-        ``snowflake``: connection arguments that point the real connector at a fakesnow server.
+        ``snowflake``: fakesnow's test options for the real connector (the sync's ``host`` names the server).
         """
         with tempfile.TemporaryDirectory(prefix="invoke-") as scratch:
             request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"

@@ -43,7 +43,7 @@ def test_a_key_google_refuses_names_the_project_and_account_in_one_line(
 ):
     # Given a service account key that is not the account's (its signature does not verify)
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    monkeypatch.setenv("BIGQUERY_CREDENTIALS", bigquery_tokens.service_account(stranger))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_BIGQUERY_CREDENTIALS", bigquery_tokens.service_account(stranger))
 
     # When a query runs
     with connect(bigquery_connection) as warehouse, pytest.raises(WarehouseError) as raised:
@@ -57,7 +57,7 @@ def test_a_key_google_refuses_names_the_project_and_account_in_one_line(
 
 def test_a_secret_that_is_not_a_service_account_key_says_so_without_quoting_it(bigquery_connection, monkeypatch):
     # Given credentials holding something else
-    monkeypatch.setenv("BIGQUERY_CREDENTIALS", json.dumps({"token": "s3cr3t"}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_BIGQUERY_CREDENTIALS", json.dumps({"token": "s3cr3t"}))
 
     # When the adapter is made, Then it says what it expected, and never the value
     with pytest.raises(SecretError) as raised:

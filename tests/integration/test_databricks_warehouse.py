@@ -56,7 +56,7 @@ def test_the_bookkeeping_schema_and_history_tables_are_created(databricks_connec
 
 def test_a_wrong_token_names_the_workspace_and_the_answer(databricks_connection, monkeypatch):
     # Given a token the workspace refuses, When a statement runs
-    monkeypatch.setenv("DATABRICKS_CREDENTIALS", json.dumps({"token": "dapi-wrong"}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_DATABRICKS_CREDENTIALS", json.dumps({"token": "dapi-wrong"}))
     with connect(databricks_connection) as warehouse, pytest.raises(WarehouseError) as raised:
         warehouse.query("SELECT 1")
 
@@ -85,6 +85,6 @@ def test_a_failing_statement_quotes_spark(databricks_connection):
 
 
 def test_a_secret_without_a_token_is_a_secret_error(databricks_connection, monkeypatch):
-    monkeypatch.setenv("DATABRICKS_CREDENTIALS", json.dumps({"user": "segsync"}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_DATABRICKS_CREDENTIALS", json.dumps({"user": "segsync"}))
     with pytest.raises(SecretError, match="Databricks token: the JSON secret has no 'token'"):
         connect(databricks_connection)

@@ -212,12 +212,12 @@ def duckdb_warehouse(tmp_path) -> Iterator[Warehouse]:
 @pytest.fixture
 def snowflake_warehouse(monkeypatch) -> Iterator[Warehouse]:
     """A Snowflake session (fakesnow, patch mode) on DB.S."""
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
     with fakesnow.patch():
         snowflake.connector.connect(account="a", user="ADMIN", password="x", database="DB", schema="S").close()
         connection = SnowflakeConnection.model_validate(
             {"type": "snowflake", "account": "a", "user": "SEGSYNC", "database": "DB", "schema": "S",
-             "credentials": {"env": "SNOWFLAKE_PASSWORD"}}
+             "credentials": {"env": "SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD"}}
         )  # fmt: skip
         with SnowflakeWarehouse(connection) as warehouse:
             yield warehouse

@@ -197,7 +197,11 @@ def _copy_without(source: Path, dest: Path, package: str) -> None:
 
 @pytest.fixture
 def snowflake_server() -> Iterator[dict[str, Any]]:
-    """fakesnow's server with a users table in ANALYTICS.MARTS; yields the connector's arguments for it."""
+    """fakesnow's server with a users table in ANALYTICS.MARTS; yields the connector's arguments for it.
+
+    The sync's connection names the server (``host``), which the planner reaches only because
+    WAREHOUSE_ALLOWED_HOSTS lists it; the harness adds just fakesnow's test options (no telemetry, no retries).
+    """
     with fakesnow.server() as server:
         with snowflake.connector.connect(**server, database="ANALYTICS", schema="MARTS") as seed:
             seed.cursor().execute(
@@ -205,7 +209,7 @@ def snowflake_server() -> Iterator[dict[str, Any]]:
                 "'user' || seq4() || '@example.com' AS email, 'pro' AS plan "
                 f"FROM TABLE(GENERATOR(ROWCOUNT => {USERS}))"
             )
-        yield {key: server[key] for key in ("host", "port", "protocol", "session_parameters", "network_timeout")}
+        yield server
 
 
 SNOWFLAKE = {
@@ -251,24 +255,31 @@ def _project(tmp_path: Path, capture: CaptureServer, warehouse: dict[str, Any] =
 def test_the_planner_plans_a_snowflake_model_and_the_sender_delivers_it_on_the_lambda_runtime(
     runtime, aws, xray, capture, snowflake_server, tmp_path
 ):
-    # Given a sync of a Snowflake model (fakesnow's server) in the syncs table, its credentials and the
-    # write key in Secrets Manager under the stack's prefixes
-    SyncStore(aws.table(SYNCS_TABLE)).push(load_project(_project(tmp_path, capture)))
+    # Given a sync of a Snowflake model (fakesnow's server, listed in WAREHOUSE_ALLOWED_HOSTS) in the syncs
+    # table, its credentials and the write key in Secrets Manager under the stack's prefixes
+    server = f"{snowflake_server['host']}:{snowflake_server['port']}"
+    warehouse = {**SNOWFLAKE, "host": f"{snowflake_server['protocol']}://{server}"}
+    SyncStore(aws.table(SYNCS_TABLE)).push(load_project(_project(tmp_path, capture, warehouse)))
     secrets = boto3.client("secretsmanager", endpoint_url=aws.endpoint, region_name=REGION)
     secrets.create_secret(Name=WAREHOUSE_SECRET, SecretString='{"password": "snow"}')
     secrets.create_secret(Name=WRITE_KEY_SECRET, SecretString="runtime-write-key")
     planner_env = _environment(
-        aws, xray, "planner", SYNCS_TABLE=SYNCS_TABLE, RUNS_TABLE=RUNS_TABLE, QUEUE_URL=aws.queue_url
+        aws,
+        xray,
+        "planner",
+        SYNCS_TABLE=SYNCS_TABLE,
+        RUNS_TABLE=RUNS_TABLE,
+        QUEUE_URL=aws.queue_url,
+        WAREHOUSE_ALLOWED_HOSTS=server,
     )
     request = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
+    options = {key: snowflake_server[key] for key in ("session_parameters", "network_timeout")}
 
     # When the planner handles the run request, the sender the chunks it queued, then the planner's tick
     # commits, each on Python 3.12 with only the layers
-    planned = runtime.invoke("planner", request, planner_env, absent=NOT_IN_THE_LAYERS, snowflake=snowflake_server)
+    planned = runtime.invoke("planner", request, planner_env, absent=NOT_IN_THE_LAYERS, snowflake=options)
     sent = runtime.invoke("sender", _sqs_event(aws), _sender_env(aws, xray, capture), absent=NOT_IN_THE_LAYERS)
-    ticked = runtime.invoke(
-        "planner", {"action": "continue", "sync": "demo-users"}, planner_env, snowflake=snowflake_server
-    )
+    ticked = runtime.invoke("planner", {"action": "continue", "sync": "demo-users"}, planner_env, snowflake=options)
 
     # Then the run read every row, the sender delivered them all, and the run is committed in the warehouse
     [run] = planned.response["runs"]
@@ -296,7 +307,13 @@ def test_the_planner_plans_a_postgres_model_on_the_lambda_runtime(runtime, aws, 
     secrets.create_secret(Name=WAREHOUSE_SECRET, SecretString=orjson.dumps({"password": pg.PASSWORD}).decode())
     secrets.create_secret(Name=WRITE_KEY_SECRET, SecretString="runtime-write-key")
     planner_env = _environment(
-        aws, xray, "planner", SYNCS_TABLE=SYNCS_TABLE, RUNS_TABLE=RUNS_TABLE, QUEUE_URL=aws.queue_url
+        aws,
+        xray,
+        "planner",
+        SYNCS_TABLE=SYNCS_TABLE,
+        RUNS_TABLE=RUNS_TABLE,
+        QUEUE_URL=aws.queue_url,
+        WAREHOUSE_ALLOWED_HOSTS=f"{postgres_server.host}:{postgres_server.port}",
     )
     request = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
 

@@ -168,7 +168,7 @@ def test_a_schema_an_owner_created_for_segsync_needs_no_create_on_the_database(c
 
 def test_a_wrong_password_names_the_connection_and_never_the_password(postgres_connection, monkeypatch):
     # Given credentials holding a wrong password
-    monkeypatch.setenv("POSTGRES_CREDENTIALS", json.dumps({"password": "not-the-password"}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_POSTGRES_CREDENTIALS", json.dumps({"password": "not-the-password"}))
 
     # When segsync connects
     with pytest.raises(WarehouseError) as raised:
@@ -204,7 +204,7 @@ def test_a_wrong_database_quotes_the_server(postgres_connection):
 
 def test_credentials_without_a_password_are_a_secret_error(postgres_connection, monkeypatch):
     # Given a JSON secret with no password in it
-    monkeypatch.setenv("POSTGRES_CREDENTIALS", json.dumps({"user": "segsync", "token": "s3cr3t"}))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_POSTGRES_CREDENTIALS", json.dumps({"user": "segsync", "token": "s3cr3t"}))
 
     # When segsync connects, Then it says what is missing, without quoting the secret
     with pytest.raises(SecretError) as raised:

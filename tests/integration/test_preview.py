@@ -397,7 +397,7 @@ def test_preview_leaves_the_warehouse_byte_for_byte_unchanged(demo_delivered, pr
 
 def test_the_next_run_previews_on_snowflake_without_creating_or_changing_anything(monkeypatch):
     # Given a Snowflake session (fakesnow) with 50 customers and no bookkeeping schema yet
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
     sync = UserSync.model_validate(
         {"name": "customers", "object": "user", "source": "w", "destination": "s",
          "model": "SELECT * FROM customers", "key": "customer_id", "traits": {"email": "email", "spend": "spend"}}
@@ -405,7 +405,7 @@ def test_the_next_run_previews_on_snowflake_without_creating_or_changing_anythin
     destination = "https://api.segment.io (env SEGMENT_WRITE_KEY)"
     connection = SnowflakeConnection.model_validate(
         {"type": "snowflake", "account": "a", "user": "SEGSYNC", "database": "ANALYTICS", "schema": "MARTS",
-         "credentials": {"env": "SNOWFLAKE_PASSWORD"}}
+         "credentials": {"env": "SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD"}}
     )  # fmt: skip
     with fakesnow.patch():
         with snowflake.connector.connect(account="a", user="ADMIN", password="x", database="ANALYTICS",

@@ -94,7 +94,7 @@ def members(request, tmp_path, monkeypatch) -> Iterator[Members]:
             yield Members(opened, sync, opened.execute, table)
         return
     if engine == "snowflake":
-        monkeypatch.setenv("SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
+        monkeypatch.setenv("SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
         with fakesnow.patch():
             with snowflake.connector.connect(account="a", user="ADMIN", password="x", database="ANALYTICS",
                                              schema="MARTS") as seed:  # fmt: skip
@@ -102,7 +102,7 @@ def members(request, tmp_path, monkeypatch) -> Iterator[Members]:
                     seed.cursor().execute(statement)
             connection = SnowflakeConnection.model_validate(
                 {"type": "snowflake", "account": "a", "user": "SEGSYNC", "database": "ANALYTICS", "schema": "MARTS",
-                 "credentials": {"env": "SNOWFLAKE_PASSWORD"}}
+                 "credentials": {"env": "SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD"}}
             )  # fmt: skip
             with SnowflakeWarehouse(connection) as opened:
                 yield Members(opened, sync, opened.execute, table)

@@ -88,8 +88,8 @@ def users_table(connects: list[dict[str, Any]]) -> None:
 
 @pytest.fixture
 def password_env(monkeypatch: pytest.MonkeyPatch) -> SecretRef:
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", PASSWORD)
-    return SecretRef(env="SNOWFLAKE_PASSWORD")
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD", PASSWORD)
+    return SecretRef(env="SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD")
 
 
 @pytest.fixture
@@ -227,13 +227,13 @@ def test_unusable_credentials_raise_secret_error_without_their_value(
     monkeypatch: pytest.MonkeyPatch, secret: dict[str, str]
 ) -> None:
     # Given a JSON secret the adapter cannot log in with
-    monkeypatch.setenv("SNOWFLAKE_CREDENTIALS", json.dumps(secret))
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_SNOWFLAKE_CREDENTIALS", json.dumps(secret))
     connect = mock.Mock()
     monkeypatch.setattr(snowflake.connector, "connect", connect)
 
     # When the adapter is created
     with pytest.raises(SecretError) as raised:
-        SnowflakeWarehouse(snowflake_connection(SecretRef(env="SNOWFLAKE_CREDENTIALS")))
+        SnowflakeWarehouse(snowflake_connection(SecretRef(env="SEGSYNC_WAREHOUSE_SNOWFLAKE_CREDENTIALS")))
 
     # Then it says what is wrong without quoting the secret, and never tried to log in
     assert str(raised.value).startswith("Snowflake credentials: ")

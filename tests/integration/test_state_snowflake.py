@@ -19,7 +19,7 @@ DESTINATION = "https://api.segment.io (env SEGMENT_WRITE_KEY)"
 @pytest.fixture
 def warehouse(monkeypatch: pytest.MonkeyPatch) -> Iterator[SnowflakeWarehouse]:
     """A Snowflake session on ANALYTICS.MARTS with 50 customers in an unqualified CUSTOMERS table."""
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
+    monkeypatch.setenv("SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD", "fakesnow-accepts-any")
     with fakesnow.patch():
         with snowflake.connector.connect(account="a", user="ADMIN", password="x", database="ANALYTICS",
                                          schema="MARTS") as seed:  # fmt: skip
@@ -29,7 +29,7 @@ def warehouse(monkeypatch: pytest.MonkeyPatch) -> Iterator[SnowflakeWarehouse]:
             )
         connection = SnowflakeConnection.model_validate(
             {"type": "snowflake", "account": "a", "user": "SEGSYNC", "database": "ANALYTICS", "schema": "MARTS",
-             "credentials": {"env": "SNOWFLAKE_PASSWORD"}}
+             "credentials": {"env": "SEGSYNC_WAREHOUSE_SNOWFLAKE_PASSWORD"}}
         )  # fmt: skip
         with SnowflakeWarehouse(connection) as opened:
             yield opened

@@ -730,6 +730,21 @@ def test_the_sender_is_told_where_it_may_post_and_which_secrets_it_may_read(temp
     assert not pattern.match("https://user:pw@proxy.example.com")
 
 
+def test_the_planner_is_told_where_warehouse_credentials_may_go_and_which_secrets_it_may_read(templates, resources):
+    # Given the planner's environment and the stack's parameters
+    planner = _env(resources, "PlannerFunction")
+    parameters = templates["source"]["Parameters"]
+
+    # When / Then the allowed hosts and the secret prefix come from the deployment, no host by default
+    assert planner["WAREHOUSE_ALLOWED_HOSTS"] == {"Ref": "WarehouseAllowedHosts"}
+    assert planner["WAREHOUSE_SECRETS_PREFIX"] == {"Ref": "WarehouseSecretsPrefix"}
+    assert parameters["WarehouseAllowedHosts"]["Default"] == ""
+    pattern = re.compile(parameters["WarehouseAllowedHosts"]["AllowedPattern"])
+    assert pattern.match("db.internal,10.0.0.7:5432,[fd00::7]:5432")
+    for refused in ("https://db.internal", "user@db.internal", "db.internal, other.internal"):
+        assert not pattern.match(refused)
+
+
 def _statement(policy: dict[str, Any], sid: str) -> dict[str, Any]:
     return next(s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == sid)
 

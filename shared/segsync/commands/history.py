@@ -12,6 +12,7 @@ from segsync.config import load_project
 from segsync.console import add_verbose, function_logs, log_path
 from segsync.state import WarehouseState
 from segsync.warehouse import connect
+from segsync.warehouse.policy import WarehousePolicy
 
 
 def register(commands: Any) -> None:
@@ -37,7 +38,9 @@ def register(commands: Any) -> None:
 
 def _state(args: argparse.Namespace) -> tuple[Any, Any]:
     project = load_project(args.file)
-    source = project.connections[project.sync(args.sync).source]
+    sync = project.sync(args.sync)
+    source = project.connections[sync.source]
+    WarehousePolicy.for_project(project).check(sync.name, sync.source, source)
     return connect(source), source.state_schema
 
 

@@ -47,6 +47,7 @@ from segsync.state import (
 from segsync.store import Rejection, reason_kind
 from segsync.warehouse import connect
 from segsync.warehouse.dialect import ModelColumn
+from segsync.warehouse.policy import WarehousePolicy
 
 DEFAULT_LIMIT = 5
 MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
@@ -343,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
     sync = project.sync(args.sync)
     source = project.connections[sync.source]
     destination = None if args.all else compared_with(project.connections[sync.destination], capture=args.capture)
+    WarehousePolicy.for_project(project).check(sync.name, sync.source, source)
     with function_logs(log_path(args.file.parent), verbose=args.verbose):
         try:
             with connect(source) as warehouse:

@@ -17,6 +17,7 @@ from segsync.local.stack import RUNS_TABLE, SYNCS_TABLE, local_stack
 from segsync.secrets import resolve
 from segsync.store import RunStore, SyncStore
 from segsync.summary import SyncSummary, summarize
+from segsync.warehouse.policy import project_hosts
 
 REACH_TIMEOUT_S = 5
 
@@ -70,7 +71,7 @@ def run_local(
     progress = progress or Progress()
     started = time.monotonic()
     progress.phase("starting a local stack (moto on loopback)")
-    with local_stack(project_endpoints(project)) as stack:
+    with local_stack(project_endpoints(project), project_hosts(project)) as stack:
         if project_file:
             os.environ["PROJECT_FILE"] = project_file  # local_stack puts the environment back
         SyncStore(stack.table(SYNCS_TABLE)).push(project)

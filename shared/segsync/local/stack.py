@@ -48,12 +48,16 @@ class LocalStack:
         reset_model_data()
 
 
-def create_resources(endpoint: str | None, allowed_endpoints: Iterable[str] = ()) -> LocalStack:
+def create_resources(
+    endpoint: str | None, allowed_endpoints: Iterable[str] = (), allowed_hosts: Iterable[str] = ()
+) -> LocalStack:
     """Create the syncs and runs tables, the chunk queue and its DLQ, shaped as in template.yaml.
 
     ``endpoint`` is moto's server; None means in-process moto (``mock_aws``) in tests.
     ``allowed_endpoints``: API bases besides Segment's own that the sender may post to (the stack's
-    SegmentAllowedEndpoints; locally, the endpoints of the project being run).
+    SegmentAllowedEndpoints; locally, the endpoints of the project being run). ``allowed_hosts``: hosts
+    besides the warehouse vendors' own the planner may connect to (the stack's WarehouseAllowedHosts;
+    locally, the hosts the project's warehouse connections name).
     """
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
@@ -94,6 +98,7 @@ def create_resources(endpoint: str | None, allowed_endpoints: Iterable[str] = ()
         "RUNS_TABLE": RUNS_TABLE,
         "QUEUE_URL": queue_url,
         "SEGMENT_ALLOWED_ENDPOINTS": ",".join(allowed_endpoints),
+        "WAREHOUSE_ALLOWED_HOSTS": ",".join(allowed_hosts),
         "POWERTOOLS_SERVICE_NAME": "segsync",
         "POWERTOOLS_METRICS_NAMESPACE": "segsync",
         "POWERTOOLS_METRICS_DISABLED": "true",
@@ -118,13 +123,13 @@ def moto_endpoint() -> str:
 
 
 @contextmanager
-def local_stack(allowed_endpoints: Iterable[str] = ()) -> Iterator[LocalStack]:
+def local_stack(allowed_endpoints: Iterable[str] = (), allowed_hosts: Iterable[str] = ()) -> Iterator[LocalStack]:
     """A local AWS from empty (moto), with the template's resources, and the handlers' env exported."""
     endpoint = moto_endpoint()
     requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     saved = dict(os.environ)
     try:
-        stack = create_resources(endpoint, allowed_endpoints)
+        stack = create_resources(endpoint, allowed_endpoints, allowed_hosts)
         os.environ.update(stack.env)
         yield stack
     finally:

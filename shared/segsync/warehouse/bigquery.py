@@ -19,6 +19,7 @@ from segsync.errors import SecretError, WarehouseError
 from segsync.secrets import resolve
 from segsync.warehouse.base import RowBatch, Warehouse
 from segsync.warehouse.dialect import BigQueryDialect, Kind, ModelColumn
+from segsync.warehouse.policy import address
 
 WHAT = "BigQuery service account key"
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
@@ -67,7 +68,8 @@ class BigQueryWarehouse(Warehouse):
         self._connection = connection
         credentials = _credentials(resolve(connection.credentials, WHAT))
         self._who = f"BigQuery project {connection.project} as {credentials.service_account_email}"
-        options = ClientOptions(api_endpoint=connection.api_endpoint) if connection.api_endpoint else None
+        where = address(connection)
+        options = ClientOptions(api_endpoint=where.base) if where else None
         self._client = bigquery.Client(
             project=connection.project, credentials=credentials, location=connection.location, client_options=options
         )

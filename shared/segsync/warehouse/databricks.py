@@ -24,6 +24,7 @@ from segsync.errors import SecretError, WarehouseError
 from segsync.secrets import resolve
 from segsync.warehouse.base import RowBatch, Warehouse
 from segsync.warehouse.dialect import DatabricksDialect, Kind, ModelColumn
+from segsync.warehouse.policy import address
 
 WHAT = "Databricks token"
 SERVER_WAIT = "30s"
@@ -83,8 +84,7 @@ class DatabricksWarehouse(Warehouse):
         self._connection = connection
         self._warehouse_id = connection.http_path.rstrip("/").rsplit("/", 1)[-1]
         self._who = f"Databricks {connection.server_hostname} (SQL warehouse {self._warehouse_id})"
-        base = connection.server_hostname
-        self._base = base if base.startswith(("http://", "https://")) else f"https://{base}"
+        self._base = address(connection).base
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {_token(resolve(connection.credentials, WHAT))}"
         self._session.headers["User-Agent"] = "segsync"

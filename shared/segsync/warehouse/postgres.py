@@ -15,6 +15,7 @@ from segsync.errors import SecretError, WarehouseError
 from segsync.secrets import resolve
 from segsync.warehouse.base import RowBatch, Warehouse
 from segsync.warehouse.dialect import Kind, ModelColumn, PostgresDialect
+from segsync.warehouse.policy import address
 
 WHAT = "PostgreSQL credentials"
 SESSION = {
@@ -68,11 +69,12 @@ class PostgresWarehouse(Warehouse):
             WarehouseError: the server refused or did not answer (host, database, user and its reason).
         """
         self._who = f"PostgreSQL {connection.user}@{connection.host}:{connection.port}/{connection.database}"
+        where = address(connection)
         password = _password(resolve(connection.credentials, WHAT))
         try:
             self._con = psycopg.connect(
-                host=connection.host,
-                port=connection.port,
+                host=where.host,
+                port=where.port,
                 dbname=connection.database,
                 user=connection.user,
                 password=password,

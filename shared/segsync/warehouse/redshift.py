@@ -25,6 +25,7 @@ from segsync.config import RedshiftConnection
 from segsync.errors import WarehouseError
 from segsync.warehouse.base import RowBatch, Warehouse
 from segsync.warehouse.dialect import Kind, ModelColumn, RedshiftDialect
+from segsync.warehouse.policy import address
 
 STATEMENT_TIMEOUT_S = 840.0
 """A statement still running after this is cancelled: the planner's invocation ends at 900 s."""
@@ -77,10 +78,11 @@ class RedshiftWarehouse(Warehouse):
         self._connection = connection
         target = connection.cluster_identifier or f"workgroup {connection.workgroup_name}"
         self._who = f"Redshift {target}/{connection.database}"
+        where = address(connection)
         # Real AWS unless the connection names an endpoint: local mode's AWS_ENDPOINT_URL (moto) is not Redshift.
         self._client = boto3.client(
             "redshift-data",
-            endpoint_url=connection.endpoint_url,
+            endpoint_url=where.base if where else None,
             region_name=connection.region,
             config=Config(ignore_configured_endpoint_urls=True, retries={"mode": "standard"}),
         )

@@ -17,6 +17,7 @@ from segsync.errors import SecretError, WarehouseError
 from segsync.secrets import resolve
 from segsync.warehouse.base import RowBatch, Warehouse
 from segsync.warehouse.dialect import Kind, ModelColumn, SnowflakeDialect
+from segsync.warehouse.policy import address
 
 WHAT = "Snowflake credentials"
 TYPE_KINDS = {
@@ -57,6 +58,9 @@ class SnowflakeWarehouse(Warehouse):
             "schema": connection.schema_,
             "role": connection.role,
         }
+        if connection.host is not None:
+            where = address(connection)
+            context |= {"host": where.host, "port": where.port, "protocol": where.scheme}
         try:
             # Called through the module so fakesnow's patch of ``snowflake.connector.connect`` applies.
             self._con = snowflake.connector.connect(
