@@ -61,8 +61,20 @@ def dollars(parts: dict[str, float]) -> dict[str, float]:
     return {**{k: round(v, 6) for k, v in parts.items()}, "total": round(sum(parts.values()), 6)}
 
 
-def dynamodb_usd(writes: float, reads: float) -> float:
-    return writes / 1e6 * PRICES["dynamodb_usd_per_million_wru"] + reads / 1e6 * PRICES["dynamodb_usd_per_million_rru"]
+def bill(
+    *, planner_gb_s: float, sender_gb_s: float, requests: float, sqs: dict[str, float], writes: float, reads: float
+) -> dict[str, float]:
+    """A million rows' usage, in dollars per AWS part, and their total (the paced and unpaced costs alike)."""
+    return dollars(
+        {
+            "lambda_planner": planner_gb_s * PRICES["lambda_arm64_usd_per_gb_s"],
+            "lambda_sender": sender_gb_s * PRICES["lambda_arm64_usd_per_gb_s"],
+            "lambda_requests": requests / 1e6 * PRICES["lambda_usd_per_million_requests"],
+            "sqs": sum(sqs.values()) / 1e6 * PRICES["sqs_standard_usd_per_million_requests"],
+            "dynamodb": writes / 1e6 * PRICES["dynamodb_usd_per_million_wru"]
+            + reads / 1e6 * PRICES["dynamodb_usd_per_million_rru"],
+        }
+    )
 
 
 def estimate(
@@ -98,14 +110,13 @@ def estimate(
         "DeleteMessageBatch": sender_invocations,
     }
     writes, reads = (units * scale for units in dynamodb_units(capacity))
-    unpaced = dollars(
-        {
-            "lambda_planner": planner_gb_s * PRICES["lambda_arm64_usd_per_gb_s"],
-            "lambda_sender": sender_gb_s * PRICES["lambda_arm64_usd_per_gb_s"],
-            "lambda_requests": lambda_requests / 1e6 * PRICES["lambda_usd_per_million_requests"],
-            "sqs": sum(sqs.values()) / 1e6 * PRICES["sqs_standard_usd_per_million_requests"],
-            "dynamodb": dynamodb_usd(writes, reads),
-        }
+    unpaced = bill(
+        planner_gb_s=planner_gb_s,
+        sender_gb_s=sender_gb_s,
+        requests=lambda_requests,
+        sqs=sqs,
+        writes=writes,
+        reads=reads,
     )
     return {
         "usd_per_million_rows": unpaced["total"],
@@ -164,14 +175,8 @@ def measured_paced(
         "DeleteMessageBatch": invocations,
     }
     writes, reads = (units * scale for units in dynamodb_units(capacity))
-    paced = dollars(
-        {
-            "lambda_planner": planner_gb_s * PRICES["lambda_arm64_usd_per_gb_s"],
-            "lambda_sender": sender_gb_s * PRICES["lambda_arm64_usd_per_gb_s"],
-            "lambda_requests": requests / 1e6 * PRICES["lambda_usd_per_million_requests"],
-            "sqs": sum(sqs.values()) / 1e6 * PRICES["sqs_standard_usd_per_million_requests"],
-            "dynamodb": dynamodb_usd(writes, reads),
-        }
+    paced = bill(
+        planner_gb_s=planner_gb_s, sender_gb_s=sender_gb_s, requests=requests, sqs=sqs, writes=writes, reads=reads
     )
     billed = sender["billed_s"]
     return {

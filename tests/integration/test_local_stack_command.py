@@ -19,7 +19,7 @@ import pytest
 from segsync.chunks import decode
 from segsync.cli import main
 from segsync.commands.serve import container_env, serve_local_stack, served_stack
-from segsync.config import load_project
+from segsync.config import PostgresConnection, load_project
 from segsync.local.capture import read_captured
 from segsync.local.driver import LambdaContext
 
@@ -36,6 +36,23 @@ def test_local_env_file_is_what_local_stack_serves_on_the_default_ports(tmp_path
 
     # Then events/local-env.json says exactly that
     assert json.loads((EVENTS / "local-env.json").read_text()) == expected
+
+
+def test_the_containerised_planner_may_connect_to_the_warehouse_hosts_of_the_loaded_project(tmp_path, project_file):
+    # Given the demo project with a PostgreSQL connection on the container's host, besides its DuckDB file
+    project = load_project(project_file)
+    postgres = PostgresConnection(
+        type="postgres", host="host.docker.internal", port=5433, database="d", user="u",
+        credentials={"env": "SEGSYNC_WAREHOUSE_PASSWORD"},
+    )  # fmt: skip
+    project = project.model_copy(update={"connections": {**project.connections, "pg": postgres}})
+
+    # When the stack is served with it
+    with served_stack("127.0.0.1", 0, 0, tmp_path / "captured.ndjson", project=project) as served:
+        planner = served.container_env["PlannerFunction"]
+
+    # Then the planner's environment lists that server, as a local run would allow it (DuckDB names no host)
+    assert planner["WAREHOUSE_ALLOWED_HOSTS"] == "host.docker.internal:5433"
 
 
 def test_the_sender_configured_as_in_a_container_delivers_to_the_served_capture(tmp_path, monkeypatch, sender_handler):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -268,30 +268,40 @@ def _arn(queues: Queues, url: str) -> str:
 def _drop_stale(queues: Queues) -> int:
     """Delete the parked chunks a sender would drop unsent; make the others visible again at once."""
     dropped = 0
-    seen: set[str] = set()
     keep: list[str] = []
     try:
-        while True:
-            messages = queues.sqs.receive_message(
-                QueueUrl=queues.dead_letter_queue_url,
-                MaxNumberOfMessages=RECEIVE_MAX,
-                VisibilityTimeout=PEEK_VISIBILITY_S,
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
-            fresh = [m for m in messages if m["MessageId"] not in seen]
-            if not fresh:
-                return dropped
-            for message in fresh:
-                seen.add(message["MessageId"])
-                if _stale(queues, message["Body"]):
-                    queues.sqs.delete_message(
-                        QueueUrl=queues.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
-                    dropped += 1
-                else:
-                    keep.append(message["ReceiptHandle"])
+        for message in _each_parked(queues):
+            if _stale(queues, message["Body"]):
+                queues.sqs.delete_message(QueueUrl=queues.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+                dropped += 1
+            else:
+                keep.append(message["ReceiptHandle"])
     finally:
         _release(queues, keep)
+    return dropped
+
+
+def _each_parked(queues: Queues, **receive: Any) -> Iterator[dict[str, Any]]:
+    """Each DLQ message once, hidden for PEEK_VISIBILITY_S, until a receive brings none not seen already.
+
+    The DLQ has no end marker: a receive that returns nothing, or only messages already handled (back
+    early from their visibility timeout), is taken as the end. ``receive``: more receive_message arguments.
+    """
+    seen: set[str] = set()
+    while True:
+        messages = queues.sqs.receive_message(
+            QueueUrl=queues.dead_letter_queue_url,
+            MaxNumberOfMessages=RECEIVE_MAX,
+            VisibilityTimeout=PEEK_VISIBILITY_S,
+            WaitTimeSeconds=0,
+            **receive,
+        ).get("Messages", [])
+        fresh = [m for m in messages if m["MessageId"] not in seen]
+        if not fresh:
+            return
+        for message in fresh:
+            seen.add(message["MessageId"])
+            yield message
 
 
 def _stale(queues: Queues, body: str) -> bool:
@@ -311,28 +321,16 @@ def _copy_back(queues: Queues) -> int:
     One message per SendMessage: a chunk may be close to 1 MiB, the limit of a whole SendMessageBatch.
     """
     moved = 0
-    seen: set[str] = set()
-    while True:
-        messages = queues.sqs.receive_message(
-            QueueUrl=queues.dead_letter_queue_url,
-            MaxNumberOfMessages=RECEIVE_MAX,
-            VisibilityTimeout=PEEK_VISIBILITY_S,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        fresh = [m for m in messages if m["MessageId"] not in seen]
-        if not fresh:
-            return moved
-        for message in fresh:
-            seen.add(message["MessageId"])
-            attributes = message.get("MessageAttributes")
-            queues.sqs.send_message(
-                QueueUrl=queues.queue_url,
-                MessageBody=message["Body"],
-                **({"MessageAttributes": attributes} if attributes else {}),
-            )
-            queues.sqs.delete_message(QueueUrl=queues.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
-            moved += 1
+    for message in _each_parked(queues, MessageAttributeNames=["All"]):
+        attributes = message.get("MessageAttributes")
+        queues.sqs.send_message(
+            QueueUrl=queues.queue_url,
+            MessageBody=message["Body"],
+            **({"MessageAttributes": attributes} if attributes else {}),
+        )
+        queues.sqs.delete_message(QueueUrl=queues.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        moved += 1
+    return moved
 
 
 # ---------------------------------------------------------------------------------------- command line

@@ -14,7 +14,7 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from segsync.console import add_verbose, function_logs, log_path
 from segsync.errors import ConfigError
 from segsync.local import CHECKOUT
 from segsync.local.stack import REGION, RUNS_TABLE, SYNCS_TABLE
+from segsync.warehouse.policy import project_hosts
 
 CONTAINER_HOST = "host.docker.internal"
 """How a container reaches the host (Docker Desktop; Linux engines with ``--add-host ...:host-gateway``)."""
@@ -84,11 +85,14 @@ def register(commands: Any) -> None:
     serve.set_defaults(command=serve_local_stack)
 
 
-def container_env(container_host: str, port: int, queue_path: str, capture_port: int) -> dict[str, dict[str, str]]:
+def container_env(
+    container_host: str, port: int, queue_path: str, capture_port: int, warehouse_hosts: Iterable[str] = ()
+) -> dict[str, dict[str, str]]:
     """What ``sam local invoke --env-vars`` gives each function so it uses the local stack.
 
-    Only variables the template declares reach a function; the test suite holds events/local-env.json
-    to this for the default ports.
+    ``warehouse_hosts``: the hosts the loaded project's warehouse connections name (the planner may connect
+    there, as local runs may). Only variables the template declares reach a function; the test suite holds
+    events/local-env.json to this for the default ports and no project.
     """
     endpoint = f"http://{container_host}:{port}"
     return {
@@ -97,6 +101,7 @@ def container_env(container_host: str, port: int, queue_path: str, capture_port:
             "SYNCS_TABLE": SYNCS_TABLE,
             "RUNS_TABLE": RUNS_TABLE,
             "QUEUE_URL": endpoint + queue_path,
+            "WAREHOUSE_ALLOWED_HOSTS": ",".join(warehouse_hosts),
             "POWERTOOLS_LOG_LEVEL": "INFO",
         },
         "SenderFunction": {
@@ -216,7 +221,11 @@ def served_stack(
                 capture=capture,
                 container_capture=container_capture,
                 container_env=container_env(
-                    container_host, moto_port, urlsplit(stack.queue_url).path, urlsplit(capture.url).port or 0
+                    container_host,
+                    moto_port,
+                    urlsplit(stack.queue_url).path,
+                    urlsplit(capture.url).port or 0,
+                    project_hosts(project) if project is not None else (),
                 ),
                 host_env=host_env(endpoint),
             )
