@@ -62,9 +62,14 @@ class ApiBase:
         return same_origin and (other.path == self.path or other.path.startswith(self.path + "/"))
 
     def __str__(self) -> str:
-        default = DEFAULT_PORTS[self.scheme] == self.port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}{'' if default else f':{self.port}'}{self.path}"
+        port = None if DEFAULT_PORTS[self.scheme] == self.port else self.port
+        return f"{self.scheme}://{netloc(self.host, port)}{self.path}"
+
+
+def netloc(host: str, port: int | None = None) -> str:
+    """``host`` and ``port`` as a URL or a ``host:port`` entry writes them: an IPv6 address in brackets."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port is None else f"{name}:{port}"
 
 
 def parse_allowed(text: str) -> tuple[str, ...]:

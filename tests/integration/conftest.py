@@ -1,4 +1,4 @@
-"""Integration fixtures: in-process moto (``mock_aws``) with the template's tables and queues."""
+"""Integration fixtures: in-process moto (``mock_aws``) with the template's tables and queues; a DuckDB state."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pytest
 from moto import mock_aws
 
-from segsync.config import load_project
+from segsync.config import DuckDBConnection, load_project
 from segsync.local.capture import CaptureServer
 from segsync.local.driver import load_handler
 from segsync.local.stack import LocalStack, create_resources
+from segsync.state import WarehouseState
 from segsync.store import RunStore, SyncStore
+from segsync.warehouse.duckdb import DuckDBWarehouse
 
 from ..conftest import EVENTS
 
@@ -24,6 +27,15 @@ SAMPLE_RUN = "20261129T000000Z-sample"
 SAMPLE_SYNC = "sample-users"
 """The run and sync of events/sender-sqs.json's chunk (a sync of its own, so its run never holds the demo's lock)."""
 """The run of the sample chunk in events/sender-sqs.json."""
+
+
+@pytest.fixture
+def duckdb_state(tmp_path: Path) -> Iterator[WarehouseState]:
+    """Bookkeeping in a new, empty DuckDB file (its schema not made yet)."""
+    path = tmp_path / "w.duckdb"
+    duckdb.connect(str(path)).close()
+    with DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
+        yield WarehouseState(warehouse, "SEGSYNC")
 
 
 @pytest.fixture

@@ -118,6 +118,19 @@ def _sender_env(aws: LocalStack, xray: socket.socket, capture: CaptureServer, **
     )
 
 
+def _planner_env(aws: LocalStack, xray: socket.socket, warehouse_host: str) -> dict[str, str]:
+    """The planner's environment, the warehouse's server listed as the stack's WarehouseAllowedHosts would."""
+    return _environment(
+        aws,
+        xray,
+        "planner",
+        SYNCS_TABLE=SYNCS_TABLE,
+        RUNS_TABLE=RUNS_TABLE,
+        QUEUE_URL=aws.queue_url,
+        WAREHOUSE_ALLOWED_HOSTS=warehouse_host,
+    )
+
+
 def _sqs_event(aws: LocalStack) -> dict[str, Any]:
     """Every chunk waiting in the queue, as the event source mapping would hand them to the sender."""
     sqs = aws.client("sqs")
@@ -263,15 +276,7 @@ def test_the_planner_plans_a_snowflake_model_and_the_sender_delivers_it_on_the_l
     secrets = boto3.client("secretsmanager", endpoint_url=aws.endpoint, region_name=REGION)
     secrets.create_secret(Name=WAREHOUSE_SECRET, SecretString='{"password": "snow"}')
     secrets.create_secret(Name=WRITE_KEY_SECRET, SecretString="runtime-write-key")
-    planner_env = _environment(
-        aws,
-        xray,
-        "planner",
-        SYNCS_TABLE=SYNCS_TABLE,
-        RUNS_TABLE=RUNS_TABLE,
-        QUEUE_URL=aws.queue_url,
-        WAREHOUSE_ALLOWED_HOSTS=server,
-    )
+    planner_env = _planner_env(aws, xray, server)
     request = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
     options = {key: snowflake_server[key] for key in ("session_parameters", "network_timeout")}
 
@@ -306,15 +311,7 @@ def test_the_planner_plans_a_postgres_model_on_the_lambda_runtime(runtime, aws, 
     secrets = boto3.client("secretsmanager", endpoint_url=aws.endpoint, region_name=REGION)
     secrets.create_secret(Name=WAREHOUSE_SECRET, SecretString=orjson.dumps({"password": pg.PASSWORD}).decode())
     secrets.create_secret(Name=WRITE_KEY_SECRET, SecretString="runtime-write-key")
-    planner_env = _environment(
-        aws,
-        xray,
-        "planner",
-        SYNCS_TABLE=SYNCS_TABLE,
-        RUNS_TABLE=RUNS_TABLE,
-        QUEUE_URL=aws.queue_url,
-        WAREHOUSE_ALLOWED_HOSTS=f"{postgres_server.host}:{postgres_server.port}",
-    )
+    planner_env = _planner_env(aws, xray, f"{postgres_server.host}:{postgres_server.port}")
     request = orjson.loads((EVENTS / "planner-run-sync.json").read_bytes())
 
     # When the planner plans it, the sender delivers, and the planner's tick commits, on Python 3.12 with the layers

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from segsync.config import DuckDBConnection, parse_sync
+from segsync.config import parse_sync
 from segsync.state import WarehouseState
-from segsync.warehouse.duckdb import DuckDBWarehouse
 
 SYNC = parse_sync(
     {"name": "users", "object": "user", "source": "w", "destination": "s", "model": "SELECT * FROM t",
      "key": "k", "traits": {"x": "x", "y": "y"}}
 )  # fmt: skip
-
-
-@pytest.fixture
-def state(tmp_path):
-    path = tmp_path / "w.duckdb"
-    duckdb.connect(str(path)).close()
-    with DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
-        yield WarehouseState(warehouse, "SEGSYNC")
 
 
 def _hash(state: WarehouseState, x: str, y: str) -> str:
@@ -43,22 +33,22 @@ def _hash(state: WarehouseState, x: str, y: str) -> str:
         pytest.param(("'1:x'", "NULL"), ("'1'", "'x'"), id="a length prefix inside a value"),
     ],
 )
-def test_rows_that_differ_never_share_a_hash(state, one, other):
+def test_rows_that_differ_never_share_a_hash(duckdb_state, one, other):
     # Given two rows of one user that a separator-joined hash input would confuse
     # When both are hashed, Then the hashes differ (the second is a change to send)
-    assert _hash(state, *one) != _hash(state, *other)
+    assert _hash(duckdb_state, *one) != _hash(duckdb_state, *other)
 
 
-def test_the_same_row_hashes_alike_whatever_the_session_time_zone(state):
+def test_the_same_row_hashes_alike_whatever_the_session_time_zone(duckdb_state):
     # Given a row with a TIMESTAMPTZ trait (whose plain text follows the session's TimeZone)
     model = "SELECT 'a' AS k, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS x, NULL AS y"
-    columns = state.model_columns(model)
+    columns = duckdb_state.model_columns(model)
 
     def row_hash() -> str:
-        return next(state.warehouse.stream(state.keyed(SYNC, columns, model), 10)).rows[0][2]
+        return next(duckdb_state.warehouse.stream(duckdb_state.keyed(SYNC, columns, model), 10)).rows[0][2]
 
     # When hashed in UTC and again in Tokyo time, Then the hash is the same (nothing looks changed)
-    state.warehouse.execute("SET TimeZone = 'UTC'")
+    duckdb_state.warehouse.execute("SET TimeZone = 'UTC'")
     first = row_hash()
-    state.warehouse.execute("SET TimeZone = 'Asia/Tokyo'")
+    duckdb_state.warehouse.execute("SET TimeZone = 'Asia/Tokyo'")
     assert row_hash() == first

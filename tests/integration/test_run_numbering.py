@@ -3,12 +3,10 @@ checkpoints go by these numbers (``SEQ``), so a number missing or shared would s
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from segsync.config import DuckDBConnection, parse_sync
-from segsync.state import KEY, SEQ, WarehouseState
-from segsync.warehouse.duckdb import DuckDBWarehouse
+from segsync.config import parse_sync
+from segsync.state import KEY, SEQ
 
 ROWS = 300_000
 """More than two of DuckDB's row groups (122,880 rows), so two threads build the run table together."""
@@ -20,14 +18,10 @@ SYNC = parse_sync(
 
 
 @pytest.fixture
-def state(tmp_path):
-    path = tmp_path / "w.duckdb"
-    duckdb.connect(str(path)).close()
-    with DuckDBWarehouse(DuckDBConnection(type="duckdb", path=str(path))) as warehouse:
-        warehouse.execute("SET threads = 2")
-        state = WarehouseState(warehouse, "SEGSYNC")
-        state.ensure()
-        yield state
+def state(duckdb_state):
+    duckdb_state.warehouse.execute("SET threads = 2")
+    duckdb_state.ensure()
+    return duckdb_state
 
 
 def test_every_row_of_a_run_table_has_its_own_number_from_one_to_n(state):

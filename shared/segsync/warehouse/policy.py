@@ -28,7 +28,7 @@ from segsync.config import (
     SecretRef,
     SnowflakeConnection,
 )
-from segsync.endpoints import DEFAULT_PORTS, ApiBase
+from segsync.endpoints import DEFAULT_PORTS, ApiBase, netloc
 from segsync.errors import PolicyError
 
 DEFAULT_SECRETS_PREFIX = "segsync/warehouse/"
@@ -63,15 +63,11 @@ class Address:
     @property
     def base(self) -> str:
         """The address as a URL base an HTTP client is given (the default port left out)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = DEFAULT_PORTS.get(self.scheme) == self.port
-        return f"{self.scheme}://{host}{'' if default else f':{self.port}'}"
+        port = None if DEFAULT_PORTS.get(self.scheme) == self.port else self.port
+        return f"{self.scheme}://{netloc(self.host, port)}"
 
     def __str__(self) -> str:
-        if self.scheme == POSTGRES:
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            return f"{host}:{self.port}"
-        return self.base
+        return netloc(self.host, self.port) if self.scheme == POSTGRES else self.base
 
 
 def address(connection: AnyWarehouseConnection) -> Address | None:
@@ -156,8 +152,7 @@ class AllowedHost:
         return where.host == self.host and self.port in (None, where.port)
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port is None else f"{host}:{self.port}"
+        return netloc(self.host, self.port)
 
 
 def parse_allowed_hosts(text: str) -> tuple[str, ...]:
