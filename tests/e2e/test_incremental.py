@@ -147,7 +147,12 @@ def test_a_sender_that_cannot_deliver_leaves_state_untouched_and_the_next_run_de
     monkeypatch.setenv("CHUNK_ROWS", "50")
     faults = FaultPlan(sequence=["ok"], error_rate=1.0, error_status=503)
     with CaptureServer(tmp_path / "failing.ndjson", faults=faults) as failing:
-        broken = run_local(_project(project_file, failing.url), ["demo-users"], sender_timeout_s=5.5)
+        broken = run_local(
+            _project(project_file, failing.url),
+            ["demo-users"],
+            sender_timeout_s=5.5,
+            driver_options={"retry_delay_s": 0},  # each failed record is received again at once
+        )
         delivered_once = read_captured(failing.out_path)
 
     # Then the run is not committed: its chunks ended in the DLQ and state has no row
