@@ -602,6 +602,16 @@ class ChangeEvents(Model):
         return self
 
 
+# Fields several sync objects share, each declared once: its type, default, limits and description.
+Traits = Annotated[dict[str, Source], Field(default_factory=dict, description="trait name → source")]
+Mappings = Annotated[dict[str, Source], Field(default_factory=dict, description=_MAPPINGS_TEXT)]
+AllTraits = Annotated[bool, Field(default=False, description="every model column the sync does not use is a trait")]
+Naming = Annotated[Normalization, Field(default="none", description=_NORMALIZATION_TEXT)]
+Nulls = Annotated[NullPolicy, Field(default="omit", description=_NULL_VALUES_TEXT)]
+OnRemoval = Annotated[RemovalPolicy | None, Field(default=None, description=ON_REMOVAL_HELP)]
+RemovedShare = Annotated[float | None, Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)]
+
+
 def _check_removal_guard(sync: UserSync | GroupSync) -> None:
     """``max_removed_share`` guards the removals ``on_removal: clear`` sends: alone it would guard nothing."""
     if sync.max_removed_share is not None and sync.on_removal != "clear":
@@ -615,13 +625,13 @@ class UserSync(SyncBase):
     behavior: Literal["update_or_create"] = "update_or_create"
     key: str = Field(min_length=1, description="the column that identifies the user")
     key_field: Literal["userId", "anonymousId"] = Field(default="userId", description="the field the key fills")
-    traits: dict[str, Source] = Field(default_factory=dict, description="trait name → source")
-    mappings: dict[str, Source] = Field(default_factory=dict, description=_MAPPINGS_TEXT)
-    sync_all_properties: bool = Field(default=False, description="every model column the sync does not use is a trait")
-    normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
-    null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
-    on_removal: RemovalPolicy | None = Field(default=None, description=ON_REMOVAL_HELP)
-    max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
+    traits: Traits
+    mappings: Mappings
+    sync_all_properties: AllTraits
+    normalization: Naming
+    null_values: Nulls
+    on_removal: OnRemoval
+    max_removed_share: RemovedShare
 
     @model_validator(mode="after")
     def _removals(self) -> UserSync:
@@ -638,13 +648,13 @@ class GroupSync(SyncBase):
     group_id: str | None = Field(default=None, description="the groupId column (default: the key)")
     user_id: str | None = Field(default=None, description=_USER_ID_TEXT)
     anonymous_id: str | None = Field(default=None, description=_ANONYMOUS_ID_TEXT)
-    traits: dict[str, Source] = Field(default_factory=dict, description="trait name → source")
-    mappings: dict[str, Source] = Field(default_factory=dict, description=_MAPPINGS_TEXT)
-    sync_all_properties: bool = Field(default=False, description="every model column the sync does not use is a trait")
-    normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
-    null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
-    on_removal: RemovalPolicy | None = Field(default=None, description=ON_REMOVAL_HELP)
-    max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
+    traits: Traits
+    mappings: Mappings
+    sync_all_properties: AllTraits
+    normalization: Naming
+    null_values: Nulls
+    on_removal: OnRemoval
+    max_removed_share: RemovedShare
 
     @property
     def group_column(self) -> str:
@@ -685,13 +695,13 @@ class TrackSync(SyncBase):
         description=("a column that only grows (a load time): later runs scan only rows at or past the last one"),
     )
     properties: dict[str, Source] = Field(default_factory=dict, description="property name → source")
-    mappings: dict[str, Source] = Field(default_factory=dict, description=_MAPPINGS_TEXT)
+    mappings: Mappings
     sync_all_properties: bool = Field(
         default=False, description="every model column the sync does not use is a property"
     )
-    normalization: Normalization = Field(default="none", description=_NORMALIZATION_TEXT)
-    null_values: NullPolicy = Field(default="omit", description=_NULL_VALUES_TEXT)
-    max_removed_share: float | None = Field(default=None, gt=0, le=1, description=MAX_REMOVED_SHARE_HELP)
+    normalization: Naming
+    null_values: Nulls
+    max_removed_share: RemovedShare
 
     @field_validator("event")
     @classmethod
