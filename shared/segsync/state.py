@@ -160,6 +160,11 @@ class WarehouseState:
             self._add_column(self.history_table, "BASELINE", "BOOLEAN")
         self.warehouse.insert_rows(self.version_table, ["VERSION", "APPLIED_AT"], [(SCHEMA_VERSION, _now())])
 
+    def delivered_to(self, sync_name: str, destination: str, alias: str = "") -> str:
+        """The condition on state rows (under ``alias``) of one sync toward one destination: what it delivered."""
+        d, at = self.dialect, f"{alias}." if alias else ""
+        return f"{at}SYNC = {d.literal(sync_name)} AND {at}DESTINATION = {d.literal(destination)}"
+
     def run_table(self, sync_name: str, run_id: str) -> str:
         """Where a run's diff waits for its waves and checkpoints: one table per run, never shared."""
         run = re.sub(r"[^A-Za-z0-9]", "_", run_id).upper()
@@ -234,7 +239,7 @@ class WarehouseState:
         cursor_filter = self._cursor_filter(sync, destination, columns, full_resync)
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src{cursor_filter}"
         model_columns = ", ".join(f"k.{d.quote(c.name)}" for c in columns)
-        ours = f"s.SYNC = {d.literal(sync.name)} AND s.DESTINATION = {d.literal(destination)}"
+        ours = self.delivered_to(sync.name, destination, "s")
         if full_resync or not tracks_removals(sync):
             return (
                 f"WITH k AS (\n{self.keyed(sync, columns, model)}\n)\n"
@@ -269,10 +274,8 @@ class WarehouseState:
             counts[bad or change_kind] += rows
         delivered = 0
         if tracks_removals(sync) and not full_resync:
-            d = self.dialect
             delivered = self.warehouse.query(
-                f"SELECT COUNT(*) FROM {self.state_table} WHERE SYNC = {d.literal(sync.name)} "
-                f"AND DESTINATION = {d.literal(destination)}"
+                f"SELECT COUNT(*) FROM {self.state_table} WHERE {self.delivered_to(sync.name, destination)}"
             )[0][0]
         return DiffCounts(
             source_rows=sum(counts.values()) - counts[REMOVED],
@@ -288,11 +291,9 @@ class WarehouseState:
 
     def removed_query(self, sync: AnySync, destination: str, columns: list[ModelColumn]) -> str:
         """The keys delivered to ``destination`` that the model no longer has (a run sends nothing for them)."""
-        d = self.dialect
         model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
         return (
-            f"SELECT s.ROW_KEY FROM {self.state_table} AS s WHERE s.SYNC = {d.literal(sync.name)} "
-            f"AND s.DESTINATION = {d.literal(destination)} "
+            f"SELECT s.ROW_KEY FROM {self.state_table} AS s WHERE {self.delivered_to(sync.name, destination, 's')} "
             f"AND NOT EXISTS (SELECT 1 FROM (\n{self.keyed(sync, columns, model)}\n) AS k WHERE k.{KEY} = s.ROW_KEY)"
         )
 
@@ -361,8 +362,8 @@ class WarehouseState:
         # Qualified: the source below names its own columns ROW_KEY and ROW_VALUES, and an engine that resolves
         # select-list aliases (fakesnow's rewriting, DuckDB) could bind a bare name to them.
         missing = (
-            f"SELECT v.ROW_KEY FROM {self.state_table} AS v WHERE v.SYNC = {d.literal(sync.name)} "
-            f"AND v.DESTINATION = {d.literal(destination)} AND v.ROW_VALUES IS NULL"
+            f"SELECT v.ROW_KEY FROM {self.state_table} AS v WHERE {self.delivered_to(sync.name, destination, 'v')} "
+            "AND v.ROW_VALUES IS NULL"
         )
         if not self.warehouse.query(f"SELECT COUNT(*) FROM ({missing}) AS m")[0][0]:
             return
@@ -414,8 +415,7 @@ class WarehouseState:
         )
         if tracks_removals(sync):
             self.warehouse.execute(
-                f"DELETE FROM {self.state_table} WHERE SYNC = {d.literal(sync.name)} "
-                f"AND DESTINATION = {d.literal(destination)} "
+                f"DELETE FROM {self.state_table} WHERE {self.delivered_to(sync.name, destination)} "
                 f"AND ROW_KEY IN (SELECT r.{KEY} {delivered} AND r.{CHANGE} = '{REMOVED}')"
             )
         return int(committed)

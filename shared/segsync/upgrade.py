@@ -22,24 +22,20 @@ LEGACY_NULL = "'<segsync:null>'"
 
 def rekey_legacy_state(state: WarehouseState, sync: AnySync, destination: str, columns: list[ModelColumn]) -> bool:
     """Re-key the sync's format-1 state rows, if it has any (before its diff); whether it had."""
-    d = state.dialect
-    where = f"SYNC = {d.literal(sync.name)} AND DESTINATION = {d.literal(destination)}"
+    where = state.delivered_to(sync.name, destination)
     legacy = state.warehouse.query(f"SELECT COUNT(*) FROM {state.state_table} WHERE {where} AND KEY_FORMAT IS NULL")
     if not legacy[0][0]:
         return False
-    names = [c.name for c in columns]
-    key = state.column(sync.key, columns, sync.name, "key")
-    hashed = ", ".join(f"COALESCE(CAST(k.{d.quote(c)} AS VARCHAR), {LEGACY_NULL})" for c in source_columns(sync, names))
-    legacy_hash = f"MD5(CONCAT_WS(CHR(31), {d.literal(mapping_fingerprint(sync))}, {hashed}))"
     model = f"SELECT * FROM (\n{nested(sync.sql)}\n) AS src"
     # The key column's raw value sits among the model columns of the keyed rows (``k``).
     state.warehouse.execute(
         f"MERGE INTO {state.state_table} AS s USING (\n"
         f"SELECT OLD_KEY, MIN(NEW_KEY) AS NEW_KEY, MIN(OLD_HASH) AS OLD_HASH, MIN(NEW_HASH) AS NEW_HASH FROM (\n"
-        f"SELECT CAST(k.{key} AS VARCHAR) AS OLD_KEY, k.{KEY} AS NEW_KEY, {legacy_hash} AS OLD_HASH, "
+        f"SELECT {legacy_key(state, sync, columns, 'k')} AS OLD_KEY, k.{KEY} AS NEW_KEY, "
+        f"{legacy_hash(state, sync, columns, 'k')} AS OLD_HASH, "
         f"k.{ROW_HASH} AS NEW_HASH FROM (\n{state.keyed(sync, columns, model)}\n) AS k\n"
         ") AS pairs GROUP BY OLD_KEY HAVING COUNT(*) = 1\n"
-        f") AS u ON s.SYNC = {d.literal(sync.name)} AND s.DESTINATION = {d.literal(destination)} "
+        f") AS u ON {state.delivered_to(sync.name, destination, 's')} "
         "AND s.ROW_KEY = u.OLD_KEY AND s.KEY_FORMAT IS NULL\n"
         "WHEN MATCHED THEN UPDATE SET ROW_KEY = u.NEW_KEY, "
         f"ROW_HASH = CASE WHEN s.ROW_HASH = u.OLD_HASH THEN u.NEW_HASH ELSE s.ROW_HASH END, KEY_FORMAT = {KEY_FORMAT}"

@@ -322,8 +322,7 @@ def _next_run_rows(
 
 def _legacy_keys(state: WarehouseState, sync_name: str, destination: str) -> int:
     """Keys segsync 0.1 wrote for the sync (key format 1): the next run re-keys them before its diff."""
-    d = state.dialect
-    where = f"SYNC = {d.literal(sync_name)} AND DESTINATION = {d.literal(destination)}"
+    where = state.delivered_to(sync_name, destination)
     # A schema segsync 0.1 made has no version table and no KEY_FORMAT column yet: all its keys are format 1.
     if state.exists(state.version_table):
         where += " AND KEY_FORMAT IS NULL"
