@@ -273,7 +273,7 @@ class Planner:
         """Read up to ``budget`` rows after the last queued one, and queue them as chunks released at the pace,
         the first ``after_s`` from now (where the wave's stretch of the release schedule begins)."""
         run_id, number = run["run_id"], run["waves"] + 1
-        columns = state.warehouse.describe(state.wave_sql(sync, run_id, 0, 0))[INTERNAL_COLUMNS:]
+        columns = state.run_columns(sync.name, run_id)
         values = ChunkValues(sync, columns, found_at=run["started_at"])
         chunker = Chunker(
             run_id=run_id,

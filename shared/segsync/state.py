@@ -119,6 +119,7 @@ class WarehouseState:
         self.rejected_table = self.dialect.table(schema, "REJECTED_RECORDS")
         self.version_table = self.dialect.table(schema, "SCHEMA_VERSION")
         self.fence_table = self.dialect.table(schema, "RUN_FENCE")
+        self._run_columns: dict[str, list[ModelColumn]] = {}
 
     def ensure(self) -> None:
         """Create the schema and shared tables on first use, or bring an older schema up to date (idempotent)."""
@@ -169,6 +170,14 @@ class WarehouseState:
         """Where a run's diff waits for its waves and checkpoints: one table per run, never shared."""
         run = re.sub(r"[^A-Za-z0-9]", "_", run_id).upper()
         return self.dialect.table(self._schema, f"RUN_{table_suffix(sync_name)}_{run}")
+
+    def run_columns(self, sync_name: str, run_id: str) -> list[ModelColumn]:
+        """A run table's model columns (after its bookkeeping ones), read once: a run table never changes shape,
+        and every wave and checkpoint of a tick needs them."""
+        table = self.run_table(sync_name, run_id)
+        if table not in self._run_columns:
+            self._run_columns[table] = self.warehouse.describe(f"SELECT * FROM {table}")[INTERNAL_COLUMNS:]
+        return self._run_columns[table]
 
     def cursor_table(self, sync_name: str, destination: str) -> str:
         return self.dialect.table(self._schema, f"CURSOR_{table_suffix(sync_name + ' ' + destination)}")
@@ -265,6 +274,7 @@ class WarehouseState:
     ) -> DiffCounts:
         """Materialize the run table (``diff_statement``) and count what it holds."""
         run_table = self.run_table(sync.name, run_id)
+        self._run_columns.pop(run_table, None)
         self.warehouse.execute_all(self.diff_statement(sync, run_id, destination, columns, full_resync=full_resync))
         counts = dict.fromkeys((NEW, CHANGED, UNCHANGED, RESYNC, REMOVED, "null", "duplicate"), 0)
         for change_kind, bad, rows in self.warehouse.query(
@@ -428,7 +438,7 @@ class WarehouseState:
         was delivered; their canonical texts are the one text of each value, whatever the session, and
         ``segsync.changes.from_text`` reads them back as the driver would have given them.
         """
-        columns = self.warehouse.describe(f"SELECT * FROM {self.run_table(sync.name, run_id)}")[INTERNAL_COLUMNS:]
+        columns = self.run_columns(sync.name, run_id)
         read = set(source_columns(sync, [c.name for c in columns]))
         d = self.dialect
         return d.json_object([(c.name, d.text("r." + d.quote(c.name), c.kind)) for c in columns if c.name in read])
@@ -495,7 +505,9 @@ class WarehouseState:
         self.drop_run(sync_name, run_id)
 
     def drop_run(self, sync_name: str, run_id: str) -> None:
-        self.warehouse.execute(f"DROP TABLE IF EXISTS {self.run_table(sync_name, run_id)}")
+        table = self.run_table(sync_name, run_id)
+        self._run_columns.pop(table, None)
+        self.warehouse.execute(f"DROP TABLE IF EXISTS {table}")
 
     def history(self, sync_name: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest runs of a sync, from the warehouse's own record."""
