@@ -31,7 +31,7 @@ from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json
 from segsync.config import AnySync, SegmentConnection, load_project
 from segsync.console import add_verbose, function_logs, log_path
 from segsync.errors import MassRemoval, WarehouseError
-from segsync.mapping import Mapped, Mapper, row_message_id
+from segsync.mapping import MESSAGE_TYPES, Mapped, Mapper, row_message_id
 from segsync.planner import FETCH_ROWS, check_key, encode_row
 from segsync.state import (
     CHANGE,
@@ -50,7 +50,6 @@ from segsync.warehouse.dialect import ModelColumn
 from segsync.warehouse.policy import WarehousePolicy
 
 DEFAULT_LIMIT = 5
-MESSAGE_TYPES = {"user": "identify", "group": "group", "track": "track"}
 SKIPPED = f"{CHANGE} = 'unchanged' AND {KEY} IS NOT NULL AND {KEY_COUNT} = 1"
 """Rows of the diff a run leaves alone: delivered before as they are now (the planner streams the others)."""
 
