@@ -81,10 +81,15 @@ def max_removed_share(sync: AnySync) -> float:
     return DEFAULT_MAX_REMOVED_SHARE if share is None else share
 
 
+def check_options(*, full_resync: bool, baseline: bool) -> None:
+    """Refuse run options that contradict each other (ConfigError): the commands ask before starting anything."""
+    if full_resync and baseline:
+        raise ConfigError("--full-resync sends every row and --mark-synced sends none: ask for one of them")
+
+
 def check_request(sync: AnySync, *, full_resync: bool, baseline: bool) -> None:
     """Refuse a run whose options contradict each other or the sync (ConfigError, the reason in one line)."""
-    if full_resync and baseline:
-        raise ConfigError("a full resync sends every row and --mark-synced sends none: ask for one of them")
+    check_options(full_resync=full_resync, baseline=baseline)
     if full_resync and sends_changes(sync):
         raise ConfigError(
             "a changes sync sends events for what changed: a full resync would send every row as 'added' "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from segsync import deployed
+from segsync.changes import check_options
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, dbt_lines, dbt_models, print_json
 from segsync.config import load_project
 from segsync.errors import ConfigError
@@ -99,8 +100,7 @@ def run_in_stack(args: argparse.Namespace) -> int:
         raise ConfigError("--timeout is how long --wait waits: pass --wait too")
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout:g}: give a number of seconds above 0")
-    if args.mark_synced and args.full_resync:
-        raise ConfigError("--full-resync sends every row and --mark-synced sends none: give one of them")
+    check_options(full_resync=args.full_resync, baseline=args.mark_synced)
     name = str(args.file)
     outputs = deployed.stack_outputs(args.stack)
     # Refuse at once what the planner would only fail later, out of sight: a missing or invalid item.

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from segsync.changes import check_options
 from segsync.commands import EXIT_OK, EXIT_RUN_FAILED, print_json, table
 from segsync.config import Project, SegmentConnection, load_project
 from segsync.console import Progress, add_verbose, function_logs, log_path
@@ -125,8 +126,7 @@ def run_project(args: argparse.Namespace) -> int:
         raise ConfigError("--wait and --timeout follow a run in a deployed stack (--stack); --local always waits")
     if args.mark_synced and not args.syncs:
         raise ConfigError("--mark-synced records rows as delivered without sending them: name the syncs with --sync")
-    if args.mark_synced and args.full_resync:
-        raise ConfigError("--full-resync sends every row and --mark-synced sends none: give one of them")
+    check_options(full_resync=args.full_resync, baseline=args.mark_synced)
     faults = _fault_plan(args.faults) if args.faults is not None else None
     project = load_project(args.file)
     progress = Progress(sys.stderr)
